@@ -1,0 +1,198 @@
+//! Work requests: create, read, list, abort, retry, complete, add
+//! dependencies.
+
+use super::extract::{page, parse_id, QueryParams};
+use super::{ApiError, ApiJson};
+use crate::auth::Principal;
+use crate::state::AppState;
+use crate::store::{CompletionArgs, NewWork, WorkFilter};
+use crate::tasks;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kiln_shared::work::{AddDependencies, Completion, NewWorkRequest, WorkRequest};
+use kiln_shared::{Page, TaskType, WorkStatus};
+use serde_json::Value;
+
+/// Automatic retries of `error` (DESIGN §3).
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/1/work-requests", post(create).get(list))
+        .route("/api/1/work-requests/{id}", get(show))
+        .route("/api/1/work-requests/{id}/abort", post(abort))
+        .route("/api/1/work-requests/{id}/retry", post(retry))
+        .route("/api/1/work-requests/{id}/complete", post(complete))
+        .route("/api/1/work-requests/{id}/dependencies", post(add_dependencies))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(new): ApiJson<NewWorkRequest>,
+) -> Result<(StatusCode, Json<WorkRequest>), ApiError> {
+    who.require_user()?;
+    if new.priority > 0 && !who.is_admin() {
+        return Err(ApiError::forbidden("only admins may raise a priority above 0"));
+    }
+    if new.task_type == TaskType::Server && !who.is_admin() {
+        return Err(ApiError::forbidden("only admins create server tasks directly"));
+    }
+    let validated = tasks::validate(new.task_type, &new.task_name, &new.task_data)
+        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let mut requirements = validated.requirements;
+    if let Some(env) = validated.environment {
+        let artifact = state.db(move |s| s.artifact(env)).await?.ok_or_else(|| {
+            ApiError::bad_request("unknown-artifact", format!("environment artifact {env} does not exist"))
+        })?;
+        if !matches!(artifact.category.as_str(), "kiln:system-tarball" | "kiln:system-image") {
+            return Err(ApiError::bad_request(
+                "invalid-environment",
+                format!("artifact {env} is a {}, not a kiln:system-tarball or kiln:system-image", artifact.category),
+            ));
+        }
+        if let (Some(req), Some(arch)) =
+            (requirements.as_mut(), artifact.data.get("architecture").and_then(Value::as_str))
+        {
+            req.architecture.get_or_insert_with(|| arch.to_owned());
+        }
+    }
+    let work = NewWork {
+        task_type: new.task_type,
+        task_name: new.task_name,
+        task_data: new.task_data,
+        workflow_data: new.workflow_data,
+        dependencies: new.dependencies,
+        parent: new.parent,
+        priority: new.priority,
+        created_by: who.display_name(),
+        requirements,
+        max_retries: DEFAULT_MAX_RETRIES,
+    };
+    let (wr, effects) = state.db(move |s| s.create_work_request(work)).await?;
+    state.apply(&effects);
+    tracing::info!(id = wr.id, task = %wr.task_name, status = %wr.status, "work request created");
+    Ok((StatusCode::CREATED, Json(wr)))
+}
+
+/// Load a request the caller may see: users see all, a worker only what it
+/// holds or held.
+async fn visible(state: &AppState, who: &Principal, id: i64) -> Result<WorkRequest, ApiError> {
+    let wr = state
+        .db(move |s| s.work_request(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("work request {id} not found")))?;
+    match who {
+        Principal::Admin(_) | Principal::User(_) => Ok(wr),
+        Principal::Worker(w) => {
+            let name = w.name.clone();
+            if state.db(move |s| s.worker_has_attempt(id, &name, None)).await? {
+                Ok(wr)
+            } else {
+                Err(ApiError::forbidden(format!("work request {id} is not this worker's")))
+            }
+        }
+        Principal::Enrollment(_) => Err(ApiError::forbidden("enrollment tokens only register workers")),
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<WorkRequest>, ApiError> {
+    let id = parse_id(&id, "work request")?;
+    visible(&state, &who, id).await.map(Json)
+}
+
+async fn list(State(state): State<AppState>, who: Principal, uri: Uri) -> Result<Json<Page<WorkRequest>>, ApiError> {
+    who.require_user()?;
+    let mut q = QueryParams::from_uri(&uri)?;
+    let status = q.take_parsed::<WorkStatus>("status", "a status (blocked, pending, running, completed, aborted)")?;
+    let task_name = q.take("task_name");
+    let parent = q.take_parsed::<i64>("parent", "a work request id")?;
+    let (limit, before) = q.page(50, 500)?;
+    q.finish()?;
+    let filter = WorkFilter { status, task_name, parent, before, limit };
+    let items = state.db(move |s| s.list_work_requests(&filter)).await?;
+    Ok(Json(page(items, limit, |wr| wr.id)))
+}
+
+/// Creator or admin may abort, retry, or add dependencies.
+fn require_owner(who: &Principal, wr: &WorkRequest) -> Result<(), ApiError> {
+    who.require_user()?;
+    if who.is_admin() || wr.created_by.as_deref() == Some(who.display_name().as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("work request {} belongs to another user", wr.id)))
+    }
+}
+
+async fn abort(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<WorkRequest>, ApiError> {
+    let id = parse_id(&id, "work request")?;
+    require_owner(&who, &visible(&state, &who, id).await?)?;
+    let (wr, effects) = state.db(move |s| s.abort_work_request(id, "user")).await?;
+    state.apply(&effects);
+    tracing::info!(id, by = %who.display_name(), "work request aborted");
+    Ok(Json(wr))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<WorkRequest>, ApiError> {
+    let id = parse_id(&id, "work request")?;
+    require_owner(&who, &visible(&state, &who, id).await?)?;
+    let (wr, effects) = state.db(move |s| s.retry_work_request(id)).await?;
+    state.apply(&effects);
+    tracing::info!(id, attempt = wr.attempt, "work request retried");
+    Ok(Json(wr))
+}
+
+async fn add_dependencies(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddDependencies>,
+) -> Result<Json<WorkRequest>, ApiError> {
+    let id = parse_id(&id, "work request")?;
+    require_owner(&who, &visible(&state, &who, id).await?)?;
+    let (wr, effects) = state.db(move |s| s.add_dependencies(id, &body.dependencies)).await?;
+    state.apply(&effects);
+    Ok(Json(wr))
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Completion>,
+) -> Result<Json<WorkRequest>, ApiError> {
+    let id = parse_id(&id, "work request")?;
+    let wr = visible(&state, &who, id).await?;
+    let worker = match &who {
+        Principal::Worker(w) => Some(w.name.clone()),
+        _ if wr.task_type == TaskType::Wait => {
+            require_owner(&who, &wr)?;
+            None
+        }
+        _ => return Err(ApiError::forbidden(format!("only the worker running work request {id} may complete it"))),
+    };
+    let args = CompletionArgs {
+        worker,
+        attempt: body.attempt,
+        result: body.result,
+        output_data: body.output_data.unwrap_or_default(),
+    };
+    let (wr, effects) = state.db(move |s| s.complete(id, args)).await?;
+    state.apply(&effects);
+    tracing::info!(id, status = %wr.status, result = ?wr.result, attempt = wr.attempt, "completion recorded");
+    Ok(Json(wr))
+}

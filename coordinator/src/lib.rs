@@ -1,0 +1,33 @@
+//! kiln-coordinator: the thin, restartable centre of Kiln. It stores work
+//! requests and artifacts, authenticates callers, matches pending work to
+//! agents and drives the DAG; it never runs user-controlled code.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dag;
+pub mod files;
+pub mod scheduler;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tasks;
+
+use cli::{Cli, Command};
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = commands::load_config(&cli)?;
+    match cli.command {
+        Command::Serve(args) => commands::serve::run(config, args).await,
+        Command::Token(cmd) => commands::token::run(&commands::open_store(&config)?, cmd),
+        Command::Worker(cmd) => commands::worker::run(&commands::open_store(&config)?, cmd),
+        Command::ValidateConfig => {
+            config.validate()?;
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+    }
+}
