@@ -309,26 +309,28 @@ pub(super) fn complete(
         WorkStatus::Completed => {
             return Err(StoreError::conflict("already-completed", format!("work request {id} is already completed")))
         }
-        s if !s.can_complete() => {
-            return Err(StoreError::conflict("not-running", format!("work request {id} is {s}, not running")))
-        }
         _ => {}
     }
+    // Fencing first: a lost attempt hears that it is stale, whatever the
+    // request is doing now (waiting for its retry, or running elsewhere).
+    let stale = |attempt: u32| {
+        StoreError::conflict(
+            "stale-attempt",
+            format!("attempt {attempt} of work request {id} is no longer current (current: {})", c.attempt),
+        )
+    };
     if let Some(worker) = &args.worker {
         let Some(attempt) = args.attempt else {
             return Err(StoreError::invalid("attempt-required", "a worker's completion must name its attempt"));
         };
         if attempt != c.attempt || c.worker.as_deref() != Some(worker.as_str()) {
-            return Err(StoreError::conflict(
-                "stale-attempt",
-                format!("attempt {attempt} of work request {id} is no longer current (current: {})", c.attempt),
-            ));
+            return Err(stale(attempt));
         }
     } else if let Some(attempt) = args.attempt.filter(|a| *a != c.attempt) {
-        return Err(StoreError::conflict(
-            "stale-attempt",
-            format!("attempt {attempt} of work request {id} is no longer current (current: {})", c.attempt),
-        ));
+        return Err(stale(attempt));
+    }
+    if !c.status.can_complete() {
+        return Err(StoreError::conflict("not-running", format!("work request {id} is {}, not running", c.status)));
     }
     let mut prop = Propagator::new(tx);
     tx.execute(
