@@ -216,3 +216,61 @@ where
 pub fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
+
+/// Assert that `result` is the coordinator's error reply with `status` and
+/// `code` and a non-empty message; return the message for closer checks.
+pub fn expect_api_error<T: std::fmt::Debug>(
+    result: Result<T, kiln_shared::client::ClientError>,
+    status: u16,
+    code: &str,
+) -> String {
+    match result {
+        Ok(value) => panic!("expected {status} {code}, got success: {value:?}"),
+        Err(kiln_shared::client::ClientError::Api { status: got, body }) => {
+            assert_eq!(got.as_u16(), status, "status of {body:?}");
+            assert_eq!(body.error, code, "error code of {body:?}");
+            assert!(!body.message.trim().is_empty(), "an empty message with {code}");
+            body.message
+        }
+        Err(other) => panic!("expected {status} {code}, got {other}"),
+    }
+}
+
+/// Assert that `resp` is an error reply with `status` and the JSON body
+/// `{"error": code, "message": text}` (text non-empty); return the message.
+pub async fn expect_error_reply(resp: reqwest::Response, status: u16, code: &str) -> String {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.expect("read the error body");
+    assert_eq!(got, status, "status; body {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
+    assert_eq!(body.get("error").and_then(Value::as_str), Some(code), "error code in {text}");
+    let message = body.get("message").and_then(Value::as_str).unwrap_or_else(|| panic!("no message in {text}"));
+    assert!(!message.trim().is_empty(), "an empty message in {text}");
+    message.to_owned()
+}
+
+/// Send `request` (a whole HTTP/1.1 request, e.g. with a path no URL library
+/// would leave alone) over a fresh TCP connection; return the status and
+/// the body as text. The request should say `Connection: close`.
+pub async fn raw_http(base_url: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the coordinator");
+    stream.write_all(request.as_bytes()).await.expect("send the raw request");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("the coordinator answers a raw request within 10 s")
+        .expect("read the raw reply");
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status =
+        reply.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {reply:?}"));
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -22,9 +22,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("invalid-json", "the request body is empty; a JSON object is expected"));
         }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request("invalid-json", format!("invalid request body: {e}")))
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            ApiError::bad_request("invalid-json", format!("invalid request body: {e}{}", near(&bytes, &e)))
+        })
+    }
+}
+
+/// The body text around where parsing failed, so that a message such as
+/// "expected value at line 1 column 33" shows which key was wrong.
+fn near(body: &[u8], e: &serde_json::Error) -> String {
+    if e.line() == 0 {
+        return String::new();
+    }
+    let line_start: usize = body.split(|b| *b == b'\n').take(e.line() - 1).map(|l| l.len() + 1).sum();
+    let at = (line_start + e.column()).min(body.len());
+    let excerpt = String::from_utf8_lossy(&body[at.saturating_sub(32)..at]);
+    let excerpt = excerpt.trim();
+    if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!(" (near {excerpt:?})")
     }
 }
 
@@ -123,4 +140,22 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
 pub fn page<T>(items: Vec<T>, limit: u32, id_of: impl Fn(&T) -> i64) -> kiln_shared::Page<T> {
     let next = if items.len() == limit as usize { items.last().map(|i| id_of(i).to_string()) } else { None };
     kiln_shared::Page { items, next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near;
+
+    fn error_of(body: &str) -> serde_json::Error {
+        serde_json::from_str::<std::collections::BTreeMap<String, u8>>(body).expect_err("invalid")
+    }
+
+    #[test]
+    fn near_shows_the_text_before_the_error() {
+        let body = r#"{"task_name": 1, "task_type": x}"#;
+        assert_eq!(near(body.as_bytes(), &error_of(body)), r#" (near "{\"task_name\": 1, \"task_type\": x")"#);
+        let body = "{\n\"a\": 1,\n\"b\": \"no\"}";
+        assert!(near(body.as_bytes(), &error_of(body)).contains(r#"\"b\": \"no\""#));
+        assert_eq!(near(b"", &error_of("")), "");
+    }
 }
