@@ -6,6 +6,7 @@ use super::{ApiError, ApiJson};
 use crate::auth::Principal;
 use crate::files::UploadError;
 use crate::state::AppState;
+use crate::store::sqlite::EMPTY_SHA256;
 use crate::store::ArtifactFilter;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -63,6 +64,19 @@ fn validate_new(new: &NewArtifact) -> Result<(), ApiError> {
             return Err(ApiError::bad_request(
                 "invalid-sha256",
                 format!("sha256 of {:?} must be 64 lowercase hex digits", f.path),
+            ));
+        }
+        // No upload could ever complete such a file: refuse it now.
+        if f.size == 0 && f.sha256 != EMPTY_SHA256 {
+            return Err(ApiError::bad_request(
+                "invalid-sha256",
+                format!("file {:?} is declared empty, so its sha256 must be that of no bytes, {EMPTY_SHA256}", f.path),
+            ));
+        }
+        if f.size > 0 && f.sha256 == EMPTY_SHA256 {
+            return Err(ApiError::bad_request(
+                "invalid-sha256",
+                format!("file {:?} declares {} bytes but the sha256 of no bytes", f.path, f.size),
             ));
         }
     }
@@ -217,7 +231,22 @@ async fn download(
 
 #[cfg(test)]
 mod tests {
-    use super::validate_path;
+    use super::{validate_new, validate_path, EMPTY_SHA256};
+    use kiln_shared::artifact::{FileSpec, NewArtifact};
+
+    fn with_file(size: u64, sha256: &str) -> NewArtifact {
+        let file = FileSpec { path: "f".into(), size, sha256: sha256.into() };
+        NewArtifact { category: "test:x".into(), data: Default::default(), files: vec![file], work_request: None }
+    }
+
+    #[test]
+    fn empty_files_and_the_empty_hash_go_together() {
+        let other = "a".repeat(64);
+        assert!(validate_new(&with_file(0, EMPTY_SHA256)).is_ok());
+        assert!(validate_new(&with_file(1, &other)).is_ok());
+        assert_eq!(validate_new(&with_file(0, &other)).map_err(|e| e.code), Err("invalid-sha256".into()));
+        assert_eq!(validate_new(&with_file(1, EMPTY_SHA256)).map_err(|e| e.code), Err("invalid-sha256".into()));
+    }
 
     #[test]
     fn paths() {
