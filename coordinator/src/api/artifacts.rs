@@ -1,7 +1,7 @@
 //! Artifacts: declare, upload files (streamed, size and sha256 checked),
 //! read, list with data filters, download.
 
-use super::extract::{page, parse_id, QueryParams};
+use super::extract::{page, parse_id, ApiPath, QueryParams};
 use super::{ApiError, ApiJson};
 use crate::auth::Principal;
 use crate::files::UploadError;
@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::store::sqlite::EMPTY_SHA256;
 use crate::store::ArtifactFilter;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -139,7 +139,7 @@ async fn readable(state: &AppState, who: &Principal, id: i64) -> Result<Artifact
 async fn show(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Artifact>, ApiError> {
     let id = parse_id(&id, "artifact")?;
     readable(&state, &who, id).await.map(Json)
@@ -166,7 +166,7 @@ async fn list(State(state): State<AppState>, who: Principal, uri: Uri) -> Result
 async fn upload(
     State(state): State<AppState>,
     who: Principal,
-    Path((id, path)): Path<(String, String)>,
+    ApiPath((id, path)): ApiPath<(String, String)>,
     req: Request,
 ) -> Result<Json<Artifact>, ApiError> {
     let id = parse_id(&id, "artifact")?;
@@ -199,7 +199,7 @@ async fn upload(
 async fn download(
     State(state): State<AppState>,
     who: Principal,
-    Path((id, path)): Path<(String, String)>,
+    ApiPath((id, path)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "artifact")?;
     validate_path(&path)?;

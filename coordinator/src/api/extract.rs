@@ -4,7 +4,8 @@
 use super::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
@@ -42,6 +43,26 @@ fn near(body: &[u8], e: &serde_json::Error) -> String {
         String::new()
     } else {
         format!(" (near {excerpt:?})")
+    }
+}
+
+/// Path parameters. One that does not decode (e.g. `%FF`, not UTF-8) is a
+/// JSON 400 like any other bad input, not axum's plain-text rejection.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(ApiError::bad_request("invalid-url", e.body_text())),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! `DELETE /api/1/tokens/{name}`: revoke a token (admin).
 
+use super::extract::ApiPath;
 use super::ApiError;
 use crate::auth::Principal;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::delete;
 use axum::Router;
@@ -15,7 +16,7 @@ pub fn routes() -> Router<AppState> {
 async fn revoke(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     who.require_admin()?;
     state.db(move |s| s.revoke_token(&name)).await?;

@@ -1,11 +1,12 @@
 //! Workers as users and admins see them: register, list, enable, disable,
 //! delete, static metadata.
 
+use super::extract::ApiPath;
 use super::{ApiError, ApiJson};
 use crate::auth::{tokens, Principal};
 use crate::state::AppState;
 use crate::store::{TokenRole, WorkerRecord};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -104,7 +105,7 @@ async fn list(State(state): State<AppState>, who: Principal) -> Result<Json<Page
 async fn show(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Worker>, ApiError> {
     who.require_user()?;
     let record = state
@@ -126,7 +127,7 @@ async fn set_enabled(state: AppState, who: Principal, name: String, enabled: boo
 async fn enable(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Worker>, ApiError> {
     set_enabled(state, who, name, true).await
 }
@@ -134,7 +135,7 @@ async fn enable(
 async fn disable(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Worker>, ApiError> {
     set_enabled(state, who, name, false).await
 }
@@ -142,7 +143,7 @@ async fn disable(
 async fn remove(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     who.require_admin()?;
     let effects = state.db(move |s| s.delete_worker(&name)).await?;
@@ -153,7 +154,7 @@ async fn remove(
 async fn set_static_metadata(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(metadata): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Worker>, ApiError> {
     who.require_admin()?;
