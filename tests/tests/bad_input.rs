@@ -95,8 +95,15 @@ async fn bodies_over_the_json_limit_get_413() {
     let before = all_work(&user).await;
     let filler = "a".repeat((1 << 20) + 4096);
     let body = json!({"task_type": "worker", "task_name": "noop", "task_data": {"x": filler}}).to_string();
-    let msg = expect_error_reply(post_raw(&user, "/api/1/work-requests", body).await, 413, "body-too-large").await;
+    let msg =
+        expect_error_reply(post_raw(&user, "/api/1/work-requests", body.clone()).await, 413, "body-too-large").await;
     assert!(msg.contains(&(1u64 << 20).to_string()), "names the limit: {msg}");
+    // The same without a Content-Length: a chunked body is cut at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.as_bytes().chunks(16 << 10).map(|c| Ok(c.to_vec())).collect();
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = post_raw(&user, "/api/1/work-requests", streamed).await;
+    expect_error_reply(resp, 413, "body-too-large").await;
     // Just under the limit is parsed (and refused for its content, not size).
     let under = json!({"task_type": "worker", "task_name": "noop", "task_data": {"x": "a".repeat(1000)}});
     let msg =
