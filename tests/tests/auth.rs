@@ -179,6 +179,16 @@ async fn users_workers_and_enrollment_tokens_cannot_use_admin_endpoints() {
     assert_eq!(edited.metadata.get("system:cpu_count"), Some(&json!(64)));
     admin.revoke_token("victim").await.expect("revoke");
     expect_api_error(list_work(&victim).await, 401, "unauthorized");
+    // Unknown names are 404 for the admin.
+    for action in ["enable", "disable"] {
+        let msg = expect_api_error(admin.worker_action("nobody", action).await, 404, "not-found");
+        assert!(msg.contains("nobody"), "names the worker: {msg}");
+    }
+    expect_api_error(admin.delete_worker("nobody").await, 404, "not-found");
+    expect_api_error(admin.set_static_metadata("nobody", &meta).await, 404, "not-found");
+    let out = c.admin_command(&["worker", "enable", "nobody"]);
+    assert!(!out.status.success(), "worker enable of an unknown worker fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"), "and says which");
 }
 
 #[tokio::test]
