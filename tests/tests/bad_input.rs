@@ -438,7 +438,6 @@ async fn undecodable_path_parameters_get_a_json_400() {
 }
 
 #[tokio::test]
-#[ignore = "coordinator bug: work_requests.rs and logs.rs use axum's Path, whose rejection is plain text"]
 async fn undecodable_work_request_ids_get_a_json_400() {
     let c = Coordinator::start();
     let user = c.user("alice");

@@ -1,12 +1,12 @@
 //! Task logs (DESIGN §6a): idempotent append of seq-numbered JSON lines by
 //! the worker, and reading or following them as JSON lines.
 
-use super::extract::{parse_id, read_body, QueryParams};
+use super::extract::{parse_id, read_body, ApiPath, QueryParams};
 use super::ApiError;
 use crate::auth::Principal;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -55,7 +55,7 @@ fn parse_lines(body: &[u8]) -> Result<Vec<LogLine>, ApiError> {
 async fn append(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     req: Request,
 ) -> Result<Json<LogAck>, ApiError> {
     let id = parse_id(&id, "work request")?;
@@ -141,7 +141,7 @@ impl Cursor {
 async fn read(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "work request")?;

@@ -1,13 +1,13 @@
 //! Work requests: create, read, list, abort, retry, complete, add
 //! dependencies.
 
-use super::extract::{page, parse_id, QueryParams};
+use super::extract::{page, parse_id, ApiPath, QueryParams};
 use super::{ApiError, ApiJson};
 use crate::auth::Principal;
 use crate::state::AppState;
 use crate::store::{CompletionArgs, NewWork, WorkFilter};
 use crate::tasks;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -101,7 +101,7 @@ async fn visible(state: &AppState, who: &Principal, id: i64) -> Result<WorkReque
 async fn show(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WorkRequest>, ApiError> {
     let id = parse_id(&id, "work request")?;
     visible(&state, &who, id).await.map(Json)
@@ -133,7 +133,7 @@ fn require_owner(who: &Principal, wr: &WorkRequest) -> Result<(), ApiError> {
 async fn abort(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WorkRequest>, ApiError> {
     let id = parse_id(&id, "work request")?;
     require_owner(&who, &visible(&state, &who, id).await?)?;
@@ -146,7 +146,7 @@ async fn abort(
 async fn retry(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WorkRequest>, ApiError> {
     let id = parse_id(&id, "work request")?;
     require_owner(&who, &visible(&state, &who, id).await?)?;
@@ -159,7 +159,7 @@ async fn retry(
 async fn add_dependencies(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddDependencies>,
 ) -> Result<Json<WorkRequest>, ApiError> {
     let id = parse_id(&id, "work request")?;
@@ -172,7 +172,7 @@ async fn add_dependencies(
 async fn complete(
     State(state): State<AppState>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Completion>,
 ) -> Result<Json<WorkRequest>, ApiError> {
     let id = parse_id(&id, "work request")?;
