@@ -51,7 +51,13 @@ async fn state_logs_and_files_survive_kill_9() {
     let a = user.create_work_request(&noop(&[])).await.expect("a");
     let b = user.create_work_request(&noop(&[a.id])).await.expect("b");
     let got = take(&worker).await;
-    let line = LogLine { seq: 1, ts: chrono::Utc::now(), stream: kiln_shared::work::LogStream::Stdout, text: "kept".into(), attempt: None };
+    let line = LogLine {
+        seq: 1,
+        ts: chrono::Utc::now(),
+        stream: kiln_shared::work::LogStream::Stdout,
+        text: "kept".into(),
+        attempt: None,
+    };
     worker.append_log(a.id, got.attempt, &[line]).await.expect("log");
     finish(&worker, &got, WorkResult::Success).await;
     let bytes = b"durable bytes".to_vec();

@@ -25,7 +25,12 @@ async fn list_filters_and_pages_newest_first() {
     let mut cursor = None;
     loop {
         let page = user
-            .work_requests(&WorkRequestFilter { task_name: Some("noop".into()), limit: Some(3), cursor, ..Default::default() })
+            .work_requests(&WorkRequestFilter {
+                task_name: Some("noop".into()),
+                limit: Some(3),
+                cursor,
+                ..Default::default()
+            })
             .await
             .expect("page");
         assert!(page.items.len() <= 3);
@@ -59,18 +64,32 @@ async fn list_filters_and_pages_newest_first() {
 fn config_file_is_validated_and_unknown_keys_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nlog_cap = \"2MiB\"\n", dir.path())).expect("write");
-    let out = Command::new(binary("kiln-coordinator")).args(["--config"]).arg(&good).arg("validate-config").output().expect("run");
+    std::fs::write(&good, format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nlog_cap = \"2MiB\"\n", dir.path()))
+        .expect("write");
+    let out = Command::new(binary("kiln-coordinator"))
+        .args(["--config"])
+        .arg(&good)
+        .arg("validate-config")
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nheartbeat_gracе = 5\n").expect("write");
-    let out = Command::new(binary("kiln-coordinator")).args(["--config"]).arg(&bad).arg("validate-config").output().expect("run");
+    let out = Command::new(binary("kiln-coordinator"))
+        .args(["--config"])
+        .arg(&bad)
+        .arg("validate-config")
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("heartbeat_gracе"), "names the file and the key: {err}");
 
-    let missing = Command::new(binary("kiln-coordinator")).args(["--config", "/nonexistent/kiln.toml", "validate-config"]).output().expect("run");
+    let missing = Command::new(binary("kiln-coordinator"))
+        .args(["--config", "/nonexistent/kiln.toml", "validate-config"])
+        .output()
+        .expect("run");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/kiln.toml"));
 }
@@ -79,7 +98,8 @@ fn config_file_is_validated_and_unknown_keys_refused() {
 async fn serve_reads_its_config_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("coordinator.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n", dir.path().join("data"))).expect("write");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n", dir.path().join("data")))
+        .expect("write");
     let mut child = Command::new(binary("kiln-coordinator"))
         .arg("--config")
         .arg(&config)
@@ -88,7 +108,8 @@ async fn serve_reads_its_config_file() {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line).expect("line");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+        .expect("line");
     let url = line.trim().trim_start_matches("kiln-coordinator listening on ").to_owned();
     let health = kiln_shared::client::Client::new(&url, None).expect("client").health().await;
     let _ = child.kill();

@@ -27,10 +27,16 @@ async fn appends_are_idempotent_by_seq() {
     let worker = enrolled_worker(&c, "w1", amd64_metadata()).await;
     let wr = user.create_work_request(&noop(&[])).await.expect("create");
     let got = take(&worker).await;
-    let ack = worker.append_log(wr.id, got.attempt, &[line(1, "one"), line(2, "two"), line(3, "three")]).await.expect("append");
+    let ack = worker
+        .append_log(wr.id, got.attempt, &[line(1, "one"), line(2, "two"), line(3, "three")])
+        .await
+        .expect("append");
     assert_eq!(ack.acknowledged_seq, 3);
     // A resend after a lost reply overlaps what is stored.
-    let ack = worker.append_log(wr.id, got.attempt, &[line(2, "two"), line(3, "three"), line(4, "four")]).await.expect("resend");
+    let ack = worker
+        .append_log(wr.id, got.attempt, &[line(2, "two"), line(3, "three"), line(4, "four")])
+        .await
+        .expect("resend");
     assert_eq!(ack.acknowledged_seq, 4);
     let lines = read_all(&user, wr.id).await;
     let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
@@ -116,7 +122,9 @@ async fn bad_appends_are_refused_whole() {
         assert_eq!((err.status().map(|s| s.as_u16()), err.code()), (Some(400), Some(code)), "{body}");
     }
     assert!(read_all(&user, wr.id).await.is_empty(), "nothing from a refused body is stored");
-    let missing = worker.send(worker.request(Method::POST, &format!("/api/1/work-requests/{}/log", wr.id)).body(ok.clone())).await;
+    let missing = worker
+        .send(worker.request(Method::POST, &format!("/api/1/work-requests/{}/log", wr.id)).body(ok.clone()))
+        .await;
     assert_eq!(missing.expect_err("attempt required").status().map(|s| s.as_u16()), Some(400));
     // Another worker cannot write into this log, nor can a user.
     let err = other.append_log(wr.id, got.attempt, &[line(1, "intruder")]).await.expect_err("not its work");

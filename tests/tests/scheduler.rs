@@ -68,7 +68,10 @@ async fn requirements_route_work_to_the_right_agent() {
     assert_eq!(take(&arm64).await.id, by_env.id);
 
     // Backend availability: qemu only on arm64 here; auto+machine likewise.
-    let qemu = user.create_work_request(&command(env_amd, json!({"backend": "qemu", "host_architecture": "armhf"}))).await.expect("qemu");
+    let qemu = user
+        .create_work_request(&command(env_amd, json!({"backend": "qemu", "host_architecture": "armhf"})))
+        .await
+        .expect("qemu");
     nothing_for(&amd64).await;
     assert_eq!(take(&arm64).await.id, qemu.id);
     let machine = user
@@ -133,7 +136,12 @@ async fn task_versions_and_roles_must_match() {
     let old = enrolled_worker(&c, "old", md(json!({"noop:version": 0}))).await;
     let enrollment = c.token("enrollment", "enroll-signer");
     let token = "s".repeat(64);
-    let reg = Registration { name: "signer".into(), token: token.clone(), role: WorkerRole::Signing, enrollment_token: Some(enrollment) };
+    let reg = Registration {
+        name: "signer".into(),
+        token: token.clone(),
+        role: WorkerRole::Signing,
+        enrollment_token: Some(enrollment),
+    };
     c.anonymous().register(&reg).await.expect("register signer");
     let signer = c.client(&token);
     signer.put_metadata(&amd64_metadata()).await.expect("metadata");
@@ -216,7 +224,9 @@ async fn a_disabled_worker_drains() {
     let err = worker.next(Duration::from_secs(0)).await.expect_err("disabled");
     assert_eq!((err.status().map(|s| s.as_u16()), err.code()), (Some(403), Some("worker-disabled")));
     // Its running work still heartbeats and completes.
-    let hb = kiln_shared::worker::Heartbeat { running: vec![kiln_shared::worker::RunningWork { id: running.id, attempt: 1 }] };
+    let hb = kiln_shared::worker::Heartbeat {
+        running: vec![kiln_shared::worker::RunningWork { id: running.id, attempt: 1 }],
+    };
     assert!(worker.heartbeat(&hb).await.expect("heartbeat").abort.is_empty());
     finish(&worker, &running, WorkResult::Success).await;
     assert_eq!(user.work_request(b.id).await.expect("b").status, WorkStatus::Pending, "b waits");
