@@ -1,3 +1,3 @@
 fn main() {
-    println!("kiln-agent {} (the agent arrives with its own issue)", env!("CARGO_PKG_VERSION"));
+    println!("kiln-agent {}", env!("CARGO_PKG_VERSION"));
 }

@@ -1,0 +1,1 @@
+//! Host fingerprint: see the fingerprint helper.

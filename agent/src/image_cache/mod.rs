@@ -1,0 +1,1 @@
+//! Image cache: see the image cache helper.
