@@ -3,6 +3,10 @@
 //! process (a *shim*), streams logs and uploads results.
 
 pub mod cgroup;
+pub mod cli;
 pub mod config;
 pub mod fingerprint;
 pub mod image_cache;
+pub mod sandbox;
+pub mod session;
+pub mod supervisor;

@@ -1,3 +1,1 @@
-fn main() {
-    println!("kiln-agent {}", env!("CARGO_PKG_VERSION"));
-}
+fn main() { println!("kiln-agent {}", env!("CARGO_PKG_VERSION")); }

@@ -1,0 +1,184 @@
+//! The agent daemon: publish the fingerprint, long-poll for work while a
+//! slot is free, run each task under its shim, heartbeat every 2 s (which is
+//! how aborts arrive), and re-publish the fingerprint when it changes.
+
+mod output;
+mod task;
+
+use crate::config::AgentConfig;
+use crate::image_cache::ImageCache;
+use kiln_shared::client::{Client, ClientError};
+use kiln_shared::work::WorkRequest;
+use kiln_shared::worker::{Heartbeat, RunningWork};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const REFRESH: Duration = Duration::from_secs(60);
+const LONG_POLL: Duration = Duration::from_secs(30);
+
+/// What every task of this agent shares.
+pub struct Context {
+    pub config: AgentConfig,
+    pub client: Client,
+    pub cache: ImageCache,
+    pub agent_exe: PathBuf,
+    pub metadata: RwLock<Map<String, Value>>,
+    /// Can the writable layer get a quota here?
+    pub disk_quota: bool,
+    running: Mutex<HashMap<(i64, u32), Arc<AtomicBool>>>,
+    slot_freed: Notify,
+}
+
+impl Context {
+    pub fn new(config: AgentConfig, client: Client, cache: ImageCache, agent_exe: PathBuf, metadata: Map<String, Value>) -> Self {
+        let disk_quota = metadata.get("limits:disk_quota") == Some(&Value::Bool(true));
+        Context {
+            config,
+            client,
+            cache,
+            agent_exe,
+            metadata: RwLock::new(metadata),
+            disk_quota,
+            running: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+        }
+    }
+
+    pub fn backend_available(&self, backend: &str) -> bool {
+        let md = self.metadata.read().unwrap_or_else(|p| p.into_inner());
+        md.get(&format!("executor:{backend}:available")) == Some(&Value::Bool(true))
+    }
+
+    fn running(&self) -> Vec<RunningWork> {
+        let map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        map.keys().map(|(id, attempt)| RunningWork { id: *id, attempt: *attempt }).collect()
+    }
+
+    fn slots_free(&self) -> bool {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len() < self.config.concurrency as usize
+    }
+
+    fn draining(&self) -> bool {
+        self.config.data_dir.join("drain").exists()
+    }
+}
+
+/// Start a task in the background, holding a slot until it ends.
+fn start(ctx: &Arc<Context>, wr: WorkRequest) {
+    let abort = Arc::new(AtomicBool::new(false));
+    let key = (wr.id, wr.attempt);
+    ctx.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, abort.clone());
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        tracing::info!(id = wr.id, attempt = wr.attempt, task = %wr.task_name, "assigned");
+        task::run(ctx.clone(), wr, abort).await;
+        ctx.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        ctx.slot_freed.notify_waiters();
+    });
+}
+
+async fn heartbeat_loop(ctx: Arc<Context>) {
+    loop {
+        let running = ctx.running();
+        match ctx.client.heartbeat(&Heartbeat { running: running.clone() }).await {
+            Ok(reply) => {
+                let map = ctx.running.lock().unwrap_or_else(|p| p.into_inner());
+                for stop in reply.abort {
+                    if let Some(flag) = map.get(&(stop.id, stop.attempt)) {
+                        if !flag.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(id = stop.id, attempt = stop.attempt, "the coordinator aborted this task: stopping it");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; running tasks continue"),
+        }
+        tokio::time::sleep(if running.is_empty() { HEARTBEAT * 5 } else { HEARTBEAT }).await;
+    }
+}
+
+/// Probe the host (blocking: it runs commands) off the async threads.
+pub async fn probe(config: &AgentConfig, agent_exe: &std::path::Path) -> Map<String, Value> {
+    let (config, exe) = (config.clone(), agent_exe.to_owned());
+    tokio::task::spawn_blocking(move || crate::fingerprint::probe_host(&config, &exe)).await.unwrap_or_default()
+}
+
+async fn publish(ctx: &Context, metadata: &Map<String, Value>) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match ctx.client.put_metadata(metadata).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the coordinator to publish this host's metadata");
+                tokio::time::sleep(crate::session::jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn refresh_loop(ctx: Arc<Context>) {
+    loop {
+        tokio::time::sleep(REFRESH).await;
+        let fresh = probe(&ctx.config, &ctx.agent_exe).await;
+        let changed = {
+            let current = ctx.metadata.read().unwrap_or_else(|p| p.into_inner());
+            crate::fingerprint::changed_keys(&current, &fresh)
+        };
+        if !changed.is_empty() {
+            tracing::info!(?changed, "host metadata changed: publishing it");
+            publish(&ctx, &fresh).await;
+            *ctx.metadata.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+    }
+}
+
+/// The work loop; returns only on a fatal error.
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let metadata = ctx.metadata.read().unwrap_or_else(|p| p.into_inner()).clone();
+    publish(&ctx, &metadata).await;
+    tokio::spawn(heartbeat_loop(ctx.clone()));
+    tokio::spawn(refresh_loop(ctx.clone()));
+    let mut delay = Duration::from_secs(1);
+    let mut said_draining = false;
+    loop {
+        if ctx.draining() {
+            if !said_draining {
+                tracing::warn!("draining (kiln-agent drain): taking no new work; running tasks finish");
+                said_draining = true;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        said_draining = false;
+        if !ctx.slots_free() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.slot_freed.notified()).await;
+            continue;
+        }
+        match ctx.client.next(LONG_POLL).await {
+            Ok(Some(wr)) => {
+                delay = Duration::from_secs(1);
+                start(&ctx, wr);
+            }
+            Ok(None) => delay = Duration::from_secs(1),
+            Err(e) if e.code() == Some("worker-disabled") => {
+                tracing::warn!("this worker is disabled on the coordinator: waiting for an admin to enable it (kiln-coordinator worker enable {})", ctx.config.worker_name());
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Err(e @ ClientError::Api { .. }) if e.status().map(|s| s.as_u16()) == Some(401) => {
+                anyhow::bail!("the coordinator does not accept this agent's token ({e}); was the worker deleted? Remove {} to register anew", ctx.config.data_dir.join("token").display());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the coordinator to ask for work");
+                tokio::time::sleep(crate::session::jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

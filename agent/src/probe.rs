@@ -1,0 +1,65 @@
+//! `kiln-agent probe-backend NAME`: establish that a backend really works
+//! by running a trivial task in it. The unshare probe builds a throwaway
+//! root that binds the host's /usr read-only and runs `true` in a full
+//! sandbox (namespaces, id maps, cgroup, overlay, pivot_root).
+
+use crate::sandbox::spec::{self, SandboxParams};
+use crate::supervisor::task_dir::{Outcome, TaskDir};
+use anyhow::Context as _;
+
+pub fn run(backend: &str) -> anyhow::Result<i32> {
+    match backend {
+        "unshare" => unshare(),
+        other => {
+            eprintln!("backend {other} is not implemented in this build yet");
+            Ok(1)
+        }
+    }
+}
+
+fn unshare() -> anyhow::Result<i32> {
+    let work = tempfile::Builder::new().prefix("kiln-probe-").tempdir().context("failed to create a probe directory")?;
+    let lower = work.path().join("lower");
+    for dir in ["usr", "etc", "root", "tmp", "proc", "dev"] {
+        std::fs::create_dir_all(lower.join(dir)).context("failed to build the probe root")?;
+    }
+    for (link, to) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"), ("sbin", "usr/sbin")] {
+        std::os::unix::fs::symlink(to, lower.join(link)).context("failed to build the probe root")?;
+    }
+    let task = TaskDir::new(work.path().join("task"));
+    std::fs::create_dir_all(&task.path)?;
+    let params = SandboxParams {
+        lower,
+        rootfs: task.rootfs(),
+        output: task.output(),
+        args: vec!["/usr/bin/true".into()],
+        env: Vec::new(),
+        network: false,
+        memory: 256 << 20,
+        pids: 64,
+        cpus: 0.0,
+        disk_quota: None,
+        tmp_size: 1 << 20,
+        timeout_secs: 20,
+        notice: None,
+    };
+    let mut spec = spec::build(&params)?;
+    spec::add_readonly_bind(&mut spec, "/usr", "/usr")?;
+    spec::save(&spec, &task.path)?;
+    let code = crate::supervisor::shim::main(&task.path);
+    let status = task.read_status()?;
+    match status {
+        Some(s) if code == 0 && s.outcome == Outcome::Exited && s.exit_code == Some(0) => Ok(0),
+        Some(s) => {
+            let log = std::fs::read_to_string(task.log()).unwrap_or_default();
+            let reason = s.setup_error.unwrap_or_else(|| format!("the probe task ended {:?} with {:?}", s.outcome, s.exit_code));
+            eprintln!("{log}");
+            eprintln!("{}", reason.lines().last().unwrap_or("unknown failure"));
+            Ok(1)
+        }
+        None => {
+            eprintln!("the probe's shim wrote no status");
+            Ok(1)
+        }
+    }
+}
