@@ -3,6 +3,8 @@
 //! command line, kill it (`SIGKILL`) and restart it on the same data, and
 //! drive the REST API as a user or as a worker would.
 
+pub mod agent;
+pub mod images;
 pub mod work;
 
 use kiln_shared::client::Client;

@@ -338,6 +338,10 @@ pub(super) fn complete(
         params![id, c.attempt, prop.now, args.result.as_str()],
     )?;
     let output = Value::Object(args.output_data.clone()).to_string();
+    // The agent reports which backend it picked out of the acceptable set.
+    if let Some(backend) = args.output_data.get("resolved_backend").and_then(Value::as_str) {
+        tx.execute("UPDATE work_requests SET resolved_backend = ?2 WHERE id = ?1", params![id, backend])?;
+    }
     if args.result == WorkResult::Error && c.retries_left > 0 && c.requirements.is_some() {
         // Automatic retry: back to pending with the next attempt; nothing cascades.
         tx.execute(
