@@ -276,3 +276,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Root-only tests (namespaces, cgroups, mounts) run when this returns
+/// `None`; otherwise they print `SKIPPED-BACKEND: <reason>` and return,
+/// which CI (CI=true) turns into a failure.
+pub fn privileged_skip_reason() -> Option<String> {
+    if std::env::var_os("KILN_PRIVILEGED_TESTS").is_none() {
+        return Some("KILN_PRIVILEGED_TESTS is not set (scripts/test sets it)".into());
+    }
+    if !nix_is_root() {
+        return Some("not running as root".into());
+    }
+    images::busybox_missing()
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Skip a privileged test with the marker CI looks for.
+#[macro_export]
+macro_rules! require_privileged {
+    () => {
+        if let Some(reason) = $crate::privileged_skip_reason() {
+            println!("SKIPPED-BACKEND: {reason}");
+            return;
+        }
+    };
+}
