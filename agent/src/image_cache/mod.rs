@@ -1,1 +1,374 @@
-//! Image cache: see the image cache helper.
+//! The agent's LRU cache of environment images (DESIGN §5, §6a).
+//!
+//! Each `kiln:system-tarball` is downloaded once (even when several tasks
+//! ask for it at the same moment), verified by sha256, unpacked safely into
+//! `<cache-dir>/<artifact-id>/rootfs`, recorded in an index that survives
+//! restarts, pinned while a task uses it, and evicted least recently used
+//! first when the cache holds more than `max_images` images or the disk has
+//! less than `min_free_disk` free.
+//!
+//! - [`extract`]: safe tarball extraction;
+//! - [`policy`]: the pure eviction decision;
+//! - [`index`]: the on-disk index, written atomically;
+//! - [`fetch`]: download, verification and unpacking of one image;
+//! - this module: the cache itself, its single flight and its pins.
+
+pub mod error;
+pub mod extract;
+pub mod fetch;
+pub mod index;
+pub mod policy;
+
+pub use error::CacheError;
+pub use index::IndexEntry;
+
+use crate::config::ImageCacheConfig;
+use chrono::Utc;
+use index::{EntryState, EVICT_PREFIX};
+use kiln_shared::client::Client;
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
+
+/// How a download ended, as seen by everyone who waited for it.
+type Flight = watch::Receiver<Option<Result<(), Arc<CacheError>>>>;
+
+/// The cache of one agent; cheap to share behind an `Arc`.
+pub struct ImageCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    max_images: usize,
+    min_free_disk: u64,
+    id_shift: u32,
+    state: Mutex<State>,
+    /// Serialises index writes so that a newer snapshot is never overwritten by an older one.
+    save_lock: tokio::sync::Mutex<()>,
+    downloads: AtomicU64,
+    /// Held for the cache's lifetime: one process per cache directory.
+    _lock: Flock<File>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: BTreeMap<i64, IndexEntry>,
+    /// Leases (and waiting acquirers) per artifact id: never evicted while > 0.
+    pins: HashMap<i64, usize>,
+    /// Downloads under way, by artifact id.
+    flights: HashMap<i64, Flight>,
+}
+
+/// A cached image in use: unpinned when dropped.
+pub struct ImageLease {
+    pub artifact_id: i64,
+    /// sha256 of the tarball the image was unpacked from.
+    pub sha256: String,
+    /// The unpacked root filesystem.
+    pub rootfs: PathBuf,
+    _pin: Pin,
+}
+
+impl std::fmt::Debug for ImageLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageLease").field("artifact_id", &self.artifact_id).field("rootfs", &self.rootfs).finish()
+    }
+}
+
+/// One pin on an artifact id, taken before the image even exists so that a
+/// freshly downloaded image cannot be evicted before its waiters get it.
+struct Pin {
+    inner: Arc<Inner>,
+    artifact_id: i64,
+}
+
+impl Pin {
+    fn new(inner: &Arc<Inner>, artifact_id: i64) -> Self {
+        *inner.state().pins.entry(artifact_id).or_default() += 1;
+        Pin { inner: Arc::clone(inner), artifact_id }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut state = self.inner.state();
+        if let Some(count) = state.pins.get_mut(&self.artifact_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.pins.remove(&self.artifact_id);
+            }
+        }
+    }
+}
+
+impl ImageCache {
+    /// Open (creating it if needed) the cache in `cache_dir`: load the
+    /// index, forget images whose directory is gone, remove directories the
+    /// index does not know and leftovers of interrupted work, and apply the
+    /// limits of `config`.
+    pub fn open(cache_dir: &Path, config: &ImageCacheConfig, id_shift: u32) -> Result<Self, CacheError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(cache_dir)
+            .map_err(CacheError::io("create", cache_dir))?;
+        let lock_path = cache_dir.join(".lock");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(CacheError::io("open", &lock_path))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => CacheError::Locked { path: cache_dir.to_owned() },
+            other => CacheError::io("lock", &lock_path)(other.into()),
+        })?;
+        let entries = index::load(cache_dir)?;
+        let known: HashSet<i64> = entries.keys().copied().collect();
+        index::sweep(cache_dir, &known).map_err(CacheError::io("clean up", cache_dir))?;
+        index::save(cache_dir, entries.values())?;
+        let inner = Inner {
+            dir: cache_dir.to_owned(),
+            max_images: config.max_images,
+            min_free_disk: config.min_free_disk,
+            id_shift,
+            state: Mutex::new(State { entries, ..State::default() }),
+            save_lock: tokio::sync::Mutex::new(()),
+            downloads: AtomicU64::new(0),
+            _lock: lock,
+        };
+        let trash = inner.plan_evictions()?;
+        if !trash.is_empty() {
+            inner.write_index()?;
+            remove_trash(trash);
+        }
+        Ok(ImageCache { inner: Arc::new(inner) })
+    }
+
+    /// The image of `artifact_id`, downloaded and unpacked if it is not
+    /// cached yet, pinned until the lease is dropped.
+    pub async fn acquire(&self, client: &Client, artifact_id: i64) -> Result<ImageLease, CacheError> {
+        let pin = Pin::new(&self.inner, artifact_id);
+        let (sha256, rootfs) = loop {
+            let mut flight = match self.inner.ready_or_flight(client, artifact_id) {
+                Ok(ready) => break ready,
+                Err(flight) => flight,
+            };
+            let outcome = match flight.wait_for(Option::is_some).await {
+                Ok(done) => done.clone(),
+                Err(_) => None,
+            };
+            match outcome {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => return Err(CacheError::Shared(e)),
+                None => {
+                    let reason = "the download task stopped before it finished".to_owned();
+                    return Err(CacheError::Internal { artifact_id, reason });
+                }
+            }
+        };
+        // The image is ready: bookkeeping failures are logged, not the task's problem.
+        if let Err(e) = self.inner.save_index().await {
+            tracing::warn!(artifact_id, error = %e, "failed to record the image's last use");
+        }
+        if let Err(e) = self.inner.evict().await {
+            tracing::warn!(error = %e, "failed to evict images");
+        }
+        Ok(ImageLease { artifact_id, sha256, rootfs, _pin: pin })
+    }
+
+    /// Evict what the limits call for (never a pinned image); returns the
+    /// evicted artifact ids.
+    pub async fn evict(&self) -> Result<Vec<i64>, CacheError> {
+        self.inner.evict().await
+    }
+
+    /// The cached images, by artifact id.
+    pub fn entries(&self) -> Vec<IndexEntry> {
+        self.inner.state().entries.values().cloned().collect()
+    }
+
+    /// How many leases (and waiting acquirers) pin `artifact_id`.
+    pub fn pin_count(&self, artifact_id: i64) -> usize {
+        self.inner.state().pins.get(&artifact_id).copied().unwrap_or(0)
+    }
+
+    /// How many downloads this cache has started since it was opened.
+    pub fn downloads(&self) -> u64 {
+        self.inner.downloads.load(Ordering::Relaxed)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the maps are still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The image if it is ready (marking it used), else the download to wait
+    /// for, started here if nobody has started it.
+    fn ready_or_flight(self: &Arc<Self>, client: &Client, artifact_id: i64) -> Result<(String, PathBuf), Flight> {
+        let mut state = self.state();
+        if let Some(entry) = state.entries.get_mut(&artifact_id) {
+            let rootfs = index::rootfs_dir(&self.dir, artifact_id);
+            if fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
+                entry.last_used = Utc::now();
+                return Ok((entry.sha256.clone(), rootfs));
+            }
+            tracing::warn!(artifact_id, rootfs = %rootfs.display(), "cached image vanished; fetching it again");
+            state.entries.remove(&artifact_id);
+        }
+        if let Some(flight) = state.flights.get(&artifact_id) {
+            // A closed flight is one whose task died without reporting: start over.
+            if flight.has_changed().is_ok() {
+                return Err(flight.clone());
+            }
+        }
+        let (done, flight) = watch::channel(None);
+        state.flights.insert(artifact_id, flight.clone());
+        tokio::spawn(Inner::fly(Arc::clone(self), client.clone(), artifact_id, done));
+        Err(flight)
+    }
+
+    /// Download and unpack one image, then tell every waiter how it went.
+    async fn fly(
+        self: Arc<Self>,
+        client: Client,
+        artifact_id: i64,
+        done: watch::Sender<Option<Result<(), Arc<CacheError>>>>,
+    ) {
+        let on_download = || {
+            self.downloads.fetch_add(1, Ordering::Relaxed);
+        };
+        // Make room first when the disk is short.
+        if let Err(e) = self.evict().await {
+            tracing::warn!(error = %e, "failed to evict images");
+        }
+        let fetched = fetch::fetch(&self.dir, &client, artifact_id, self.id_shift, on_download).await;
+        let outcome = {
+            let mut state = self.state();
+            let outcome = match fetched {
+                Ok((sha256, stats)) => {
+                    let entry = IndexEntry {
+                        artifact_id,
+                        sha256,
+                        size: stats.bytes,
+                        last_used: Utc::now(),
+                        state: EntryState::Ready,
+                        stores: Vec::new(),
+                    };
+                    state.entries.insert(artifact_id, entry);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(artifact_id, code = e.code(), error = %e, "failed to get image");
+                    Err(Arc::new(e))
+                }
+            };
+            state.flights.remove(&artifact_id);
+            outcome
+        };
+        if outcome.is_ok() {
+            // Each acquirer saves the index again and reports a failure to do so.
+            if let Err(e) = self.save_index().await {
+                tracing::warn!(artifact_id, error = %e, "failed to record a new image in the index");
+            }
+        }
+        done.send_replace(Some(outcome));
+    }
+
+    async fn evict(self: &Arc<Self>) -> Result<Vec<i64>, CacheError> {
+        let trash = self.plan_evictions()?;
+        if trash.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = trash.iter().map(|(id, _)| *id).collect();
+        self.save_index().await?;
+        let removal = tokio::task::spawn_blocking(move || remove_trash(trash));
+        if let Err(e) = removal.await {
+            tracing::warn!(error = %e, "removing evicted images failed; they are swept at the next start");
+        }
+        Ok(ids)
+    }
+
+    /// Write the index as it is now, off the async threads.
+    async fn save_index(self: &Arc<Self>) -> Result<(), CacheError> {
+        let _order = self.save_lock.lock().await;
+        let this = Arc::clone(self);
+        let task = tokio::task::spawn_blocking(move || this.write_index());
+        task.await.map_err(|e| CacheError::Internal { artifact_id: 0, reason: format!("index writer failed: {e}") })?
+    }
+
+    fn write_index(&self) -> Result<(), CacheError> {
+        let entries: Vec<IndexEntry> = self.state().entries.values().cloned().collect();
+        index::save(&self.dir, &entries).map_err(CacheError::from)
+    }
+
+    /// Decide evictions, drop them from the index in memory and move their
+    /// directories aside (a rename, so a new download of the same id never
+    /// meets a half-deleted tree). The caller saves the index, then removes
+    /// the returned directories.
+    fn plan_evictions(&self) -> Result<Vec<(i64, Option<PathBuf>)>, CacheError> {
+        let stat = nix::sys::statvfs::statvfs(&self.dir).map_err(|e| CacheError::io("statvfs", &self.dir)(e.into()))?;
+        // Both are u64 on the 64-bit Linux targets the agent supports.
+        let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+        let mut state = self.state();
+        let views: Vec<policy::EntryView> = state
+            .entries
+            .values()
+            .map(|e| policy::EntryView { artifact_id: e.artifact_id, size: e.size, last_used: e.last_used })
+            .collect();
+        let pinned: HashSet<i64> = state.pins.keys().copied().collect();
+        let chosen = policy::choose_evictions(&views, &pinned, self.max_images, free, self.min_free_disk);
+        let mut trash = Vec::new();
+        for artifact_id in chosen {
+            let from = index::image_dir(&self.dir, artifact_id);
+            let to = index::temp_path(&self.dir, EVICT_PREFIX, artifact_id);
+            match fs::rename(&from, &to) {
+                Ok(()) => trash.push((artifact_id, Some(to))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => trash.push((artifact_id, None)),
+                Err(e) => {
+                    // Keep it in the index: a later eviction tries again.
+                    tracing::warn!(artifact_id, path = %from.display(), error = %e, "failed to evict image");
+                    continue;
+                }
+            }
+            state.entries.remove(&artifact_id);
+            tracing::info!(artifact_id, free_disk = free, "evicted image");
+        }
+        Ok(trash)
+    }
+}
+
+/// Delete evicted images' directories (already out of the index).
+fn remove_trash(trash: Vec<(i64, Option<PathBuf>)>) {
+    for (artifact_id, path) in trash {
+        let Some(path) = path else { continue };
+        if let Err(e) = fs::remove_dir_all(&path) {
+            tracing::warn!(artifact_id, path = %path.display(), error = %e, "failed to remove an evicted image");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_can_be_shared_between_tasks() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<ImageCache>();
+        shared::<ImageLease>();
+        shared::<CacheError>();
+    }
+}
