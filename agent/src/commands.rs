@@ -104,13 +104,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 }
             } else {
                 std::fs::write(&marker, b"").with_context(|| format!("failed to create {}", marker.display()))?;
-                eprintln!("draining: the agent takes no new work; running tasks finish (kiln-agent drain --cancel resumes)");
+                eprintln!(
+                    "draining: the agent takes no new work; running tasks finish (kiln-agent drain --cancel resumes)"
+                );
             }
             Ok(0)
         }
         Some(Command::Fingerprint) => {
             let exe = std::env::current_exe().context("failed to find this executable")?;
-            let md = crate::fingerprint::probe_host(&config, &exe);
+            let md = crate::fingerprint::probe(&crate::fingerprint::ProbeInput::for_host(&config, exe.clone()));
             println!("{}", serde_json::to_string_pretty(&md)?);
             Ok(0)
         }

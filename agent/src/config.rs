@@ -135,7 +135,13 @@ impl Default for BackendsConfig {
 }
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { memory: default_memory(), pids: default_pids(), cpus: 0.0, disk: default_disk(), tmp: default_tmp() }
+        LimitsConfig {
+            memory: default_memory(),
+            pids: default_pids(),
+            cpus: 0.0,
+            disk: default_disk(),
+            tmp: default_tmp(),
+        }
     }
 }
 

@@ -4,9 +4,42 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod fingerprint;
 pub mod image_cache;
+mod probe;
 pub mod sandbox;
 pub mod session;
 pub mod supervisor;
+
+use std::sync::Arc;
+
+/// Register, open the image cache, probe the host and work until stopped.
+pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create the data directory {}", config.data_dir.display()))?;
+    let token = session::load_or_create_token(&config.data_dir)
+        .with_context(|| format!("failed to read or create the token in {}", config.data_dir.display()))?;
+    let client = session::register(&config, &token).await.context("failed to register with the coordinator")?;
+    let cache =
+        image_cache::ImageCache::open(&config.data_dir.join("cache"), &config.image_cache, sandbox::ID_MAP_BASE)
+            .context("failed to open the image cache")?;
+    let exe = std::env::current_exe().context("failed to find this executable")?;
+    let metadata = daemon::probe(&config, &exe).await;
+    tracing::info!(
+        unshare = ?metadata.get("executor:unshare:available"),
+        reason = ?metadata.get("executor:unshare:reason"),
+        "host probed"
+    );
+    let ctx = Arc::new(daemon::Context::new(config, client, cache, exe, metadata));
+    tokio::select! {
+        r = daemon::run(ctx) => r,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("stopping; running tasks keep running under their shims");
+            Ok(())
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub fn run(backend: &str) -> anyhow::Result<i32> {
 }
 
 fn unshare() -> anyhow::Result<i32> {
-    let work = tempfile::Builder::new().prefix("kiln-probe-").tempdir().context("failed to create a probe directory")?;
+    let work =
+        tempfile::Builder::new().prefix("kiln-probe-").tempdir().context("failed to create a probe directory")?;
     let lower = work.path().join("lower");
     for dir in ["usr", "etc", "root", "tmp", "proc", "dev"] {
         std::fs::create_dir_all(lower.join(dir)).context("failed to build the probe root")?;
@@ -52,7 +53,8 @@ fn unshare() -> anyhow::Result<i32> {
         Some(s) if code == 0 && s.outcome == Outcome::Exited && s.exit_code == Some(0) => Ok(0),
         Some(s) => {
             let log = std::fs::read_to_string(task.log()).unwrap_or_default();
-            let reason = s.setup_error.unwrap_or_else(|| format!("the probe task ended {:?} with {:?}", s.outcome, s.exit_code));
+            let reason =
+                s.setup_error.unwrap_or_else(|| format!("the probe task ended {:?} with {:?}", s.outcome, s.exit_code));
             eprintln!("{log}");
             eprintln!("{}", reason.lines().last().unwrap_or("unknown failure"));
             Ok(1)

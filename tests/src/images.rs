@@ -56,11 +56,14 @@ pub fn busybox_rootfs() -> PathBuf {
         let target = format!("{}bin/busybox", "../".repeat(depth));
         let _ = std::os::unix::fs::symlink(target, &path);
     }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-        .expect("passwd");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .expect("passwd");
     std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
     std::fs::write(root.join("etc/os-release"), "ID=kiln-test\nNAME=\"Kiln test busybox\"\n").expect("os-release");
-    let tmp = out.with_extension("partial");
+    let tmp = out.with_extension(format!("partial-{}-{}", std::process::id(), crate::random_suffix()));
     let status = Command::new("tar")
         .args(["--numeric-owner", "--owner=0", "--group=0", "-czf"])
         .arg(&tmp)
@@ -81,7 +84,9 @@ pub async fn upload_environment(client: &kiln_shared::client::Client, tarball: &
     let name = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "rootfs.tar.gz".into());
     let new = kiln_shared::artifact::NewArtifact {
         category: "kiln:system-tarball".into(),
-        data: crate::obj(serde_json::json!({"codename": "test", "architecture": architecture, "variant": "busybox", "backends": ["unshare"]})),
+        data: crate::obj(
+            serde_json::json!({"codename": "test", "architecture": architecture, "variant": "busybox", "backends": ["unshare"]}),
+        ),
         files: vec![kiln_shared::artifact::FileSpec {
             path: name.clone(),
             size: bytes.len() as u64,

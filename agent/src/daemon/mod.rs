@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-const HEARTBEAT: Duration = Duration::from_secs(2);
+/// While work runs; aborts arrive in the reply, so this bounds their latency.
+const HEARTBEAT: Duration = Duration::from_millis(1500);
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 const REFRESH: Duration = Duration::from_secs(60);
 const LONG_POLL: Duration = Duration::from_secs(30);
 
@@ -33,10 +35,18 @@ pub struct Context {
     pub disk_quota: bool,
     running: Mutex<HashMap<(i64, u32), Arc<AtomicBool>>>,
     slot_freed: Notify,
+    /// Wakes the idle heartbeat when work starts.
+    work_started: Notify,
 }
 
 impl Context {
-    pub fn new(config: AgentConfig, client: Client, cache: ImageCache, agent_exe: PathBuf, metadata: Map<String, Value>) -> Self {
+    pub fn new(
+        config: AgentConfig,
+        client: Client,
+        cache: ImageCache,
+        agent_exe: PathBuf,
+        metadata: Map<String, Value>,
+    ) -> Self {
         let disk_quota = metadata.get("limits:disk_quota") == Some(&Value::Bool(true));
         Context {
             config,
@@ -47,6 +57,7 @@ impl Context {
             disk_quota,
             running: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
+            work_started: Notify::new(),
         }
     }
 
@@ -74,6 +85,7 @@ fn start(ctx: &Arc<Context>, wr: WorkRequest) {
     let abort = Arc::new(AtomicBool::new(false));
     let key = (wr.id, wr.attempt);
     ctx.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, abort.clone());
+    ctx.work_started.notify_waiters();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         tracing::info!(id = wr.id, attempt = wr.attempt, task = %wr.task_name, "assigned");
@@ -92,21 +104,33 @@ async fn heartbeat_loop(ctx: Arc<Context>) {
                 for stop in reply.abort {
                     if let Some(flag) = map.get(&(stop.id, stop.attempt)) {
                         if !flag.swap(true, Ordering::SeqCst) {
-                            tracing::warn!(id = stop.id, attempt = stop.attempt, "the coordinator aborted this task: stopping it");
+                            tracing::warn!(
+                                id = stop.id,
+                                attempt = stop.attempt,
+                                "the coordinator aborted this task: stopping it"
+                            );
                         }
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; running tasks continue"),
         }
-        tokio::time::sleep(if running.is_empty() { HEARTBEAT * 5 } else { HEARTBEAT }).await;
+        if running.is_empty() {
+            let _ = tokio::time::timeout(IDLE_HEARTBEAT, ctx.work_started.notified()).await;
+        } else {
+            tokio::time::sleep(HEARTBEAT).await;
+        }
     }
 }
 
 /// Probe the host (blocking: it runs commands) off the async threads.
 pub async fn probe(config: &AgentConfig, agent_exe: &std::path::Path) -> Map<String, Value> {
     let (config, exe) = (config.clone(), agent_exe.to_owned());
-    tokio::task::spawn_blocking(move || crate::fingerprint::probe_host(&config, &exe)).await.unwrap_or_default()
+    tokio::task::spawn_blocking(move || {
+        crate::fingerprint::probe(&crate::fingerprint::ProbeInput::for_host(&config, exe.clone()))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 async fn publish(ctx: &Context, metadata: &Map<String, Value>) {

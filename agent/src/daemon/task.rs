@@ -94,20 +94,28 @@ fn choose_backend(ctx: &Context, data: &Map<String, Value>) -> Result<&'static s
         ("qemu", _) => &["qemu"],
         (other, _) => return Err(TaskError::new("backend-unavailable", format!("unknown backend {other:?}"))),
     };
-    acceptable
-        .iter()
-        .copied()
-        .find(|b| ctx.backend_available(b))
-        .ok_or_else(|| TaskError::new("backend-unavailable", format!("none of {acceptable:?} is available on this agent")))
+    acceptable.iter().copied().find(|b| ctx.backend_available(b)).ok_or_else(|| {
+        TaskError::new("backend-unavailable", format!("none of {acceptable:?} is available on this agent"))
+    })
 }
 
-async fn command(ctx: &Context, wr: &WorkRequest, abort: &AtomicBool) -> Result<(WorkResult, Map<String, Value>), TaskError> {
+async fn command(
+    ctx: &Context,
+    wr: &WorkRequest,
+    abort: &AtomicBool,
+) -> Result<(WorkResult, Map<String, Value>), TaskError> {
     let data = &wr.task_data;
     let backend = choose_backend(ctx, data)?;
     if backend != "unshare" {
-        return Err(TaskError::new("backend-unavailable", format!("backend {backend} is not implemented by this agent yet")));
+        return Err(TaskError::new(
+            "backend-unavailable",
+            format!("backend {backend} is not implemented by this agent yet"),
+        ));
     }
-    let env_id = data.get("environment").and_then(Value::as_i64).ok_or_else(|| TaskError::new("invalid-task", "no environment"))?;
+    let env_id = data
+        .get("environment")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| TaskError::new("invalid-task", "no environment"))?;
     let lease = ctx.cache.acquire(&ctx.client, env_id).await.map_err(|e| TaskError::new(e.code(), e.to_string()))?;
     let dir = TaskDir::new(ctx.config.data_dir.join("tasks").join(format!("{}-{}", wr.id, wr.attempt)));
     let io = |what: &str| {
@@ -125,8 +133,16 @@ async fn command(ctx: &Context, wr: &WorkRequest, abort: &AtomicBool) -> Result<
         lower: lease.rootfs.clone(),
         rootfs: dir.rootfs(),
         output: dir.output(),
-        args: data.get("command").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
-        env: data.get("env").and_then(Value::as_object).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()).unwrap_or_default(),
+        args: data
+            .get("command")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        env: data
+            .get("env")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default(),
         network,
         memory: limits.memory.max(data.get("min_memory").and_then(Value::as_u64).unwrap_or(0)),
         pids: limits.pids,
@@ -163,14 +179,18 @@ async fn command(ctx: &Context, wr: &WorkRequest, abort: &AtomicBool) -> Result<
         }
         if abort.load(Ordering::SeqCst) && !stop_sent {
             if let Some(pid) = shim.id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
             }
             stop_sent = true;
         }
         if let Ok(Some(exit)) = shim.try_wait() {
             if dir.read_status().map_err(io("read status.json"))?.is_none() {
                 let stderr = std::fs::read_to_string(dir.path.join("shim.stderr")).unwrap_or_default();
-                return Err(TaskError::new("shim-failed", format!("the task's shim ended ({exit}) without a status: {}", stderr.trim())));
+                return Err(TaskError::new(
+                    "shim-failed",
+                    format!("the task's shim ended ({exit}) without a status: {}", stderr.trim()),
+                ));
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -180,17 +200,27 @@ async fn command(ctx: &Context, wr: &WorkRequest, abort: &AtomicBool) -> Result<
     finish(ctx, wr, &dir, status, backend).await
 }
 
-async fn finish(ctx: &Context, wr: &WorkRequest, dir: &TaskDir, status: ShimStatus, backend: &str)
-    -> Result<(WorkResult, Map<String, Value>), TaskError> {
+async fn finish(
+    ctx: &Context,
+    wr: &WorkRequest,
+    dir: &TaskDir,
+    status: ShimStatus,
+    backend: &str,
+) -> Result<(WorkResult, Map<String, Value>), TaskError> {
     let task: Value = std::fs::read(dir.task()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let mut artifacts = Vec::new();
     let upload = |e: output::UploadError| TaskError::new("artifact-upload-failed", e.to_string());
     let files = output::collect_files(&dir.output()).map_err(|e| TaskError::new("agent-io", e.to_string()))?;
-    if let Some(id) = output::upload(&ctx.client, "kiln:task-output", Map::new(), wr.id, &files).await.map_err(upload)? {
+    if let Some(id) =
+        output::upload(&ctx.client, "kiln:task-output", Map::new(), wr.id, &files).await.map_err(upload)?
+    {
         artifacts.push(id);
     }
     let log = vec![("log.jsonl".to_owned(), dir.log())];
-    if let Some(id) = output::upload(&ctx.client, "kiln:task-log", obj(json!({"attempt": wr.attempt})), wr.id, &log).await.map_err(upload)? {
+    if let Some(id) = output::upload(&ctx.client, "kiln:task-log", obj(json!({"attempt": wr.attempt})), wr.id, &log)
+        .await
+        .map_err(upload)?
+    {
         artifacts.push(id);
     }
     let mut out = obj(json!({

@@ -55,7 +55,14 @@ fn exec_task(plan: &Plan, setup_error: &OwnedFd) -> ! {
         Some(program) => execvpe(program, &args, &env).err(),
         None => None,
     };
-    report(setup_error, &format!("exec: cannot run {:?}: {}", plan.args.first().map_or("", |a| a.as_str()), err.map_or("no command".into(), |e| e.to_string())));
+    report(
+        setup_error,
+        &format!(
+            "exec: cannot run {:?}: {}",
+            plan.args.first().map_or("", |a| a.as_str()),
+            err.map_or("no command".into(), |e| e.to_string())
+        ),
+    );
     std::process::exit(127)
 }
 
@@ -85,10 +92,18 @@ fn inside(rootfs: &Path, dest: &Path) -> Result<PathBuf, SandboxError> {
             Component::Normal(name) => {
                 path.push(name);
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                    return Err(SandboxError::Spec(format!("{} is a symlink in the image: refusing to mount over it", dest.display())));
+                    return Err(SandboxError::Spec(format!(
+                        "{} is a symlink in the image: refusing to mount over it",
+                        dest.display()
+                    )));
                 }
             }
-            _ => return Err(SandboxError::Spec(format!("mount destination {} is not a plain absolute path", dest.display()))),
+            _ => {
+                return Err(SandboxError::Spec(format!(
+                    "mount destination {} is not a plain absolute path",
+                    dest.display()
+                )))
+            }
         }
     }
     Ok(path)
@@ -120,16 +135,25 @@ fn mount_all(plan: &Plan) -> Result<(), SandboxError> {
         let typ = m.typ().as_deref().unwrap_or("none");
         let what = format!("mount {} at {}", typ, m.destination().display());
         if flags.contains(MsFlags::MS_BIND) {
-            let source = m.source().as_ref().ok_or_else(|| SandboxError::Spec(format!("bind mount at {} has no source", m.destination().display())))?;
+            let source = m.source().as_ref().ok_or_else(|| {
+                SandboxError::Spec(format!("bind mount at {} has no source", m.destination().display()))
+            })?;
             std::fs::create_dir_all(&target).map_err(SandboxError::io(format!("create {}", target.display())))?;
-            mount(Some(source.as_path()), &target, None::<&str>, flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None::<&str>)
-                .map_err(SandboxError::sys(what.clone()))?;
+            mount(
+                Some(source.as_path()),
+                &target,
+                None::<&str>,
+                flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .map_err(SandboxError::sys(what.clone()))?;
             let restrict = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
             mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | restrict, None::<&str>)
                 .map_err(SandboxError::sys(format!("restrict the bind mount at {}", m.destination().display())))?;
         } else {
             std::fs::create_dir_all(&target).map_err(SandboxError::io(format!("create {}", target.display())))?;
-            let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_owned());
+            let source =
+                m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_owned());
             let data = (!data.is_empty()).then_some(data.as_str());
             mount(Some(source.as_str()), &target, Some(typ), flags, data).map_err(SandboxError::sys(what))?;
         }
@@ -145,7 +169,13 @@ fn bind_devices(plan: &Plan) -> Result<(), SandboxError> {
         mount(Some(device.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(SandboxError::sys(format!("bind {}", device.display())))?;
     }
-    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
         let _ = std::os::unix::fs::symlink(to, dev.join(link));
     }
     Ok(())

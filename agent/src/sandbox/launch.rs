@@ -63,15 +63,21 @@ pub fn launch(
             place(child).map_err(fail)?;
             write(&go_w, b"c").map_err(|e| fail(SandboxError::sys("start the sandbox")(e)))?;
             let mut byte = [0u8; 1];
-            if read(ready_r.as_raw_fd(), &mut byte).map_err(|e| fail(SandboxError::sys("wait for the sandbox")(e)))? != 1 {
+            if read(ready_r.as_raw_fd(), &mut byte).map_err(|e| fail(SandboxError::sys("wait for the sandbox")(e)))?
+                != 1
+            {
                 // The child failed to unshare; it said why on the setup pipe.
                 let _ = waitpid(child, None);
-                return Err(SandboxError::Setup { what: "create the namespaces".into(), message: "see the setup error".into() });
+                return Err(SandboxError::Setup {
+                    what: "create the namespaces".into(),
+                    message: "see the setup error".into(),
+                });
             }
             write_id_maps(child, plan).map_err(fail)?;
             write(&go_w, b"m").map_err(|e| fail(SandboxError::sys("resume the sandbox")(e)))?;
             let mut buf = [0u8; 4];
-            let n = read(pid_r.as_raw_fd(), &mut buf).map_err(|e| fail(SandboxError::sys("read the sandbox pid")(e)))?;
+            let n =
+                read(pid_r.as_raw_fd(), &mut buf).map_err(|e| fail(SandboxError::sys("read the sandbox pid")(e)))?;
             if n != 4 {
                 let status = waitpid(child, None).ok();
                 return Err(SandboxError::Setup {

@@ -24,10 +24,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), SandboxError> {
     if out.status.success() {
         return Ok(());
     }
-    Err(SandboxError::Setup {
-        what: what.to_owned(),
-        message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    })
+    Err(SandboxError::Setup { what: what.to_owned(), message: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
 }
 
 fn owned_dir(path: &Path) -> Result<(), SandboxError> {
@@ -76,8 +73,14 @@ pub fn prepare(plan: &Plan, task_dir: &Path, output: &Path) -> Result<(), Sandbo
         overlay_safe(&upper)?,
         overlay_safe(&work)?
     );
-    mount(Some("overlay"), &plan.rootfs, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
-        .map_err(SandboxError::sys(format!("mount the task's overlay at {}", plan.rootfs.display())))
+    mount(
+        Some("overlay"),
+        &plan.rootfs,
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(SandboxError::sys(format!("mount the task's overlay at {}", plan.rootfs.display())))
 }
 
 /// Undo `prepare` (the namespace's end would too; this frees the loop

@@ -6,9 +6,9 @@
 
 use super::{SandboxError, ID_MAP_BASE, ID_MAP_SIZE, OUTPUT_IN_SANDBOX};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceType, LinuxIdMappingBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceType, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,8 +129,7 @@ pub fn build(p: &SandboxParams) -> Result<Spec, SandboxError> {
         .pids(LinuxPidsBuilder::default().limit(p.pids as i64).build().map_err(oci)?);
     if p.cpus > 0.0 {
         let quota = (p.cpus * CPU_PERIOD_US as f64).round() as i64;
-        resources = resources
-            .cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD_US).build().map_err(oci)?);
+        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD_US).build().map_err(oci)?);
     }
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
@@ -234,9 +233,7 @@ pub fn plan(spec: &Spec) -> Result<Plan, SandboxError> {
         devices: linux.devices().clone().unwrap_or_default().iter().map(|d| d.path().clone()).collect(),
         memory: resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).map(|l| l as u64),
         pids: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit() as u64),
-        cpus: resources
-            .and_then(|r| r.cpu().as_ref())
-            .and_then(|c| Some(c.quota()? as f64 / c.period()? as f64)),
+        cpus: resources.and_then(|r| r.cpu().as_ref()).and_then(|c| Some(c.quota()? as f64 / c.period()? as f64)),
         uid_map: map,
     })
 }

@@ -3,5 +3,5 @@
 //! what they write.
 
 pub mod logfile;
-// pub mod shim; (enabled once the cgroup API lands)
+pub mod shim;
 pub mod task_dir;

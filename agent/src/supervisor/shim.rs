@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Time between SIGTERM and SIGKILL when stopping a task.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
+pub const STOP_GRACE: Duration = Duration::from_millis(2500);
 const POLL: Duration = Duration::from_millis(50);
 
 /// Run the shim for `task_dir`; the process's exit code.
@@ -57,13 +57,25 @@ pub fn main(task_dir: &Path) -> i32 {
     };
     status.started_at = started_at;
     log.sync();
-    match serde_json::to_vec_pretty(&status).map_err(std::io::Error::other).and_then(|b| write_atomic(&dir.status(), &b)) {
+    match serde_json::to_vec_pretty(&status)
+        .map_err(std::io::Error::other)
+        .and_then(|b| write_atomic(&dir.status(), &b))
+    {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kiln-agent shim: failed to write {}: {e}", dir.status().display());
             1
         }
     }
+}
+
+/// A cgroup name unique on this host (several agents may share it) and
+/// stable for one task directory, so a restarted agent finds it again.
+pub fn cgroup_name(task_dir: &Path) -> String {
+    use sha2::Digest;
+    let base = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
+    let digest = sha2::Sha256::digest(task_dir.as_os_str().as_encoded_bytes());
+    format!("{base}-{}", &hex::encode(digest)[..12])
 }
 
 fn limits(plan: &Plan) -> CgroupLimits {
@@ -78,8 +90,11 @@ fn supervise(dir: &TaskDir, log: &LogWriter) -> Result<ShimStatus, SandboxError>
         log.kiln(notice);
     }
     rootfs::enter_private_mount_namespace()?;
-    let name = dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
-    let layout = cgroup::detect(Path::new("/proc"), Path::new("/sys"));
+    let name = cgroup_name(&dir.path);
+    // Only controllers that really work here: a present but unusable one
+    // must not fail every task (the fingerprint reports which are enforced).
+    let detected = cgroup::detect(Path::new("/proc"), Path::new("/sys"));
+    let layout = detected.restricted_to(&detected.enforceable());
     let cgroup = TaskCgroup::create(&layout, &name, &limits(&plan))
         .map_err(|e| SandboxError::Setup { what: "create the task's cgroup".into(), message: e.to_string() })?;
     let result = rootfs::prepare(&plan, &dir.path, &dir.output()).and_then(|()| run(&plan, &cgroup, log));
@@ -167,7 +182,10 @@ fn wait(plan: &Plan, launched: Launched, cgroup: &TaskCgroup, log: &LogWriter) -
             let reason = if crate::sandbox::signals_for_shim::stop_requested() {
                 Some((Outcome::Aborted, "stopping the task: it was aborted".to_owned()))
             } else if Instant::now() >= deadline {
-                Some((Outcome::TimedOut, format!("stopping the task: it exceeded its timeout of {} s", plan.timeout_secs)))
+                Some((
+                    Outcome::TimedOut,
+                    format!("stopping the task: it exceeded its timeout of {} s", plan.timeout_secs),
+                ))
             } else {
                 None
             };
@@ -182,7 +200,9 @@ fn wait(plan: &Plan, launched: Launched, cgroup: &TaskCgroup, log: &LogWriter) -
             if !killed && Instant::now() >= at {
                 log.kiln("the task did not stop within the grace period: killing it");
                 let _ = kill(launched.init, Signal::SIGKILL);
-                cgroup.kill_all();
+                if let Err(e) = cgroup.kill_all() {
+                    log.kiln(&format!("warning: {e}"));
+                }
                 killed = true;
             }
         }
