@@ -2,7 +2,7 @@
 
 use crate::artifact::{Artifact, NewArtifact};
 use crate::protocol::{ErrorBody, Health, Page, PROTOCOL_HEADER, PROTOCOL_VERSION};
-use crate::work::{Completion, LogAck, LogLine, NewWorkRequest, WorkRequest, WorkRequestId};
+use crate::work::{AddDependencies, Completion, LogAck, LogLine, NewWorkRequest, WorkRequest, WorkRequestId};
 use crate::worker::{Heartbeat, HeartbeatReply, Registration, Worker};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -135,6 +135,12 @@ impl Client {
         self.json(self.request(Method::POST, &path)).await
     }
 
+    /// One worker by name (`GET /api/1/workers/{name}`).
+    pub async fn worker(&self, name: &str) -> Result<Worker, ClientError> {
+        let path = format!("/api/1/workers/{}", encode_path(name));
+        self.json(self.request(Method::GET, &path)).await
+    }
+
     pub async fn delete_worker(&self, name: &str) -> Result<(), ClientError> {
         let path = format!("/api/1/workers/{name}");
         self.send(self.request(Method::DELETE, &path)).await.map(drop)
@@ -195,6 +201,13 @@ impl Client {
         self.json(self.request(Method::POST, &path).json(completion)).await
     }
 
+    /// Add dependencies to a request that has not started yet.
+    pub async fn add_dependencies(&self, id: WorkRequestId, deps: &[WorkRequestId]) -> Result<WorkRequest, ClientError> {
+        let path = format!("/api/1/work-requests/{id}/dependencies");
+        let body = AddDependencies { dependencies: deps.to_vec() };
+        self.json(self.request(Method::POST, &path).json(&body)).await
+    }
+
     /// Append log lines (sent as JSON lines) for one attempt.
     pub async fn append_log(&self, id: WorkRequestId, attempt: u32, lines: &[LogLine]) -> Result<LogAck, ClientError> {
         let mut body = Vec::new();
@@ -214,6 +227,27 @@ impl Client {
     pub async fn log(&self, id: WorkRequestId, follow: bool) -> Result<Response, ClientError> {
         let path = format!("/api/1/work-requests/{id}/log?follow={follow}");
         self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// Like [`Client::log`], limited to one attempt when `attempt` is set.
+    pub async fn log_of_attempt(
+        &self,
+        id: WorkRequestId,
+        follow: bool,
+        attempt: Option<u32>,
+    ) -> Result<Response, ClientError> {
+        let mut path = format!("/api/1/work-requests/{id}/log?follow={follow}");
+        if let Some(attempt) = attempt {
+            path.push_str(&format!("&attempt={attempt}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = self.base.clone();
+        let resp = self.send(self.request(Method::GET, "/metrics")).await?;
+        resp.text().await.map_err(|source| ClientError::Decode { url, source })
     }
 
     // --- artifacts ---------------------------------------------------------
