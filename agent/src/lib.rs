@@ -34,7 +34,8 @@ pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
         reason = ?metadata.get("executor:unshare:reason"),
         "host probed"
     );
-    let ctx = Arc::new(daemon::Context::new(config, client, cache, exe, metadata));
+    let journal = supervisor::journal::Journal::open(&config.data_dir).context("failed to open the journal")?;
+    let ctx = Arc::new(daemon::Context::new(config, client, cache, journal, exe, metadata));
     tokio::select! {
         r = daemon::run(ctx) => r,
         _ = tokio::signal::ctrl_c() => {

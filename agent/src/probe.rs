@@ -47,7 +47,7 @@ fn unshare() -> anyhow::Result<i32> {
     let mut spec = spec::build(&params)?;
     spec::add_readonly_bind(&mut spec, "/usr", "/usr")?;
     spec::save(&spec, &task.path)?;
-    let code = crate::supervisor::shim::main(&task.path);
+    let code = crate::supervisor::shim::supervise_here(&task.path);
     let status = task.read_status()?;
     match status {
         Some(s) if code == 0 && s.outcome == Outcome::Exited && s.exit_code == Some(0) => Ok(0),

@@ -2,11 +2,15 @@
 //! slot is free, run each task under its shim, heartbeat every 2 s (which is
 //! how aborts arrive), and re-publish the fingerprint when it changes.
 
+mod follow;
 mod output;
+mod recover;
+mod report;
 mod task;
 
 use crate::config::AgentConfig;
 use crate::image_cache::ImageCache;
+use crate::supervisor::journal::Journal;
 use kiln_shared::client::{Client, ClientError};
 use kiln_shared::work::WorkRequest;
 use kiln_shared::worker::{Heartbeat, RunningWork};
@@ -29,6 +33,7 @@ pub struct Context {
     pub config: AgentConfig,
     pub client: Client,
     pub cache: ImageCache,
+    pub journal: Journal,
     pub agent_exe: PathBuf,
     pub metadata: RwLock<Map<String, Value>>,
     /// Can the writable layer get a quota here?
@@ -44,6 +49,7 @@ impl Context {
         config: AgentConfig,
         client: Client,
         cache: ImageCache,
+        journal: Journal,
         agent_exe: PathBuf,
         metadata: Map<String, Value>,
     ) -> Self {
@@ -52,6 +58,7 @@ impl Context {
             config,
             client,
             cache,
+            journal,
             agent_exe,
             metadata: RwLock::new(metadata),
             disk_quota,
@@ -80,18 +87,28 @@ impl Context {
     }
 }
 
+/// Count an attempt as running (slots, heartbeats); its abort flag.
+fn track(ctx: &Context, id: i64, attempt: u32) -> Arc<AtomicBool> {
+    let abort = Arc::new(AtomicBool::new(false));
+    ctx.running.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), abort.clone());
+    ctx.work_started.notify_waiters();
+    abort
+}
+
+fn untrack(ctx: &Context, id: i64, attempt: u32) {
+    ctx.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
+    ctx.slot_freed.notify_waiters();
+}
+
 /// Start a task in the background, holding a slot until it ends.
 fn start(ctx: &Arc<Context>, wr: WorkRequest) {
-    let abort = Arc::new(AtomicBool::new(false));
-    let key = (wr.id, wr.attempt);
-    ctx.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, abort.clone());
-    ctx.work_started.notify_waiters();
+    let abort = track(ctx, wr.id, wr.attempt);
     let ctx = ctx.clone();
     tokio::spawn(async move {
         tracing::info!(id = wr.id, attempt = wr.attempt, task = %wr.task_name, "assigned");
+        let (id, attempt) = (wr.id, wr.attempt);
         task::run(ctx.clone(), wr, abort).await;
-        ctx.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        ctx.slot_freed.notify_waiters();
+        untrack(&ctx, id, attempt);
     });
 }
 
@@ -113,7 +130,9 @@ async fn heartbeat_loop(ctx: Arc<Context>) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; running tasks continue"),
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the coordinator to answer heartbeats; running tasks continue")
+            }
         }
         if running.is_empty() {
             let _ = tokio::time::timeout(IDLE_HEARTBEAT, ctx.work_started.notified()).await;
@@ -166,8 +185,13 @@ async fn refresh_loop(ctx: Arc<Context>) {
 /// The work loop; returns only on a fatal error.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let metadata = ctx.metadata.read().unwrap_or_else(|p| p.into_inner()).clone();
-    publish(&ctx, &metadata).await;
+    // Resume before anything else: these tasks hold slots.
+    let resumed = recover::recover(&ctx).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed tasks from the journal");
+    }
     tokio::spawn(heartbeat_loop(ctx.clone()));
+    publish(&ctx, &metadata).await;
     tokio::spawn(refresh_loop(ctx.clone()));
     let mut delay = Duration::from_secs(1);
     let mut said_draining = false;

@@ -2,6 +2,9 @@
 //! shim process, and (daemon side) the dispatcher that starts shims and ships
 //! what they write.
 
+pub mod detach;
+pub mod journal;
 pub mod logfile;
+pub mod process;
 pub mod shim;
 pub mod task_dir;

@@ -25,8 +25,18 @@ use std::time::{Duration, Instant};
 pub const STOP_GRACE: Duration = Duration::from_millis(2500);
 const POLL: Duration = Duration::from_millis(50);
 
-/// Run the shim for `task_dir`; the process's exit code.
+/// `kiln-agent shim`: detach from the agent (printing the shim's pid), then
+/// supervise the task.
 pub fn main(task_dir: &Path) -> i32 {
+    if let Err(e) = super::detach::detach() {
+        eprintln!("kiln-agent shim: failed to detach: {e}");
+        return 1;
+    }
+    supervise_here(task_dir)
+}
+
+/// Supervise the task in this process; its exit code.
+pub fn supervise_here(task_dir: &Path) -> i32 {
     // Its own session: the daemon's restart or its terminal going away must
     // not reach the task.
     let _ = nix::unistd::setsid();
