@@ -34,6 +34,10 @@ pub struct CoordinatorConfig {
     /// Longest long-poll a worker may ask for, in seconds.
     #[serde(default = "default_max_wait")]
     pub max_wait: u64,
+    /// Serve `GET /metrics` without a token (for a scraper on a trusted
+    /// network); otherwise any valid token may read it.
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -69,6 +73,7 @@ impl Default for CoordinatorConfig {
             max_log_body: default_max_log_body(),
             connected_window: default_connected_window(),
             max_wait: default_max_wait(),
+            metrics_public: false,
         }
     }
 }
@@ -126,5 +131,12 @@ mod tests {
         assert!(err.contains("listne"), "{err}");
         assert!(CoordinatorConfig::parse("log_cap = \"12 parsecs\"").is_err());
         assert!(CoordinatorConfig::parse("heartbeat_grace = 0").is_err());
+    }
+
+    #[test]
+    fn metrics_are_private_unless_asked() {
+        assert!(!CoordinatorConfig::default().metrics_public);
+        assert!(CoordinatorConfig::parse("metrics_public = true").expect("valid").metrics_public);
+        assert!(CoordinatorConfig::parse("metrics_public = \"yes\"").is_err());
     }
 }

@@ -202,7 +202,11 @@ impl Client {
     }
 
     /// Add dependencies to a request that has not started yet.
-    pub async fn add_dependencies(&self, id: WorkRequestId, deps: &[WorkRequestId]) -> Result<WorkRequest, ClientError> {
+    pub async fn add_dependencies(
+        &self,
+        id: WorkRequestId,
+        deps: &[WorkRequestId],
+    ) -> Result<WorkRequest, ClientError> {
         let path = format!("/api/1/work-requests/{id}/dependencies");
         let body = AddDependencies { dependencies: deps.to_vec() };
         self.json(self.request(Method::POST, &path).json(&body)).await

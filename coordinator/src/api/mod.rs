@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod health;
 mod logs;
+pub mod metrics;
 mod tokens;
 mod work_requests;
 mod worker_session;
@@ -23,6 +24,7 @@ use axum::Router;
 use kiln_shared::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
 pub fn router(state: AppState) -> Router {
+    let http_metrics = std::sync::Arc::new(metrics::HttpMetrics::default());
     Router::new()
         .merge(health::routes())
         .merge(workers::routes())
@@ -31,11 +33,13 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(artifacts::routes())
         .merge(tokens::routes())
+        .merge(metrics::routes(http_metrics.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed here")
         })
         .layer(middleware::from_fn(check_protocol))
+        .layer(middleware::from_fn_with_state(http_metrics, metrics::track))
         .with_state(state)
 }
 

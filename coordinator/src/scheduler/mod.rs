@@ -1,13 +1,16 @@
 //! Matching pending work to agents (DESIGN §4): requirement classes, the
 //! pure matcher, the pending index, and the wake-ups long-polls wait on.
 
+pub mod latency;
 pub mod matcher;
 pub mod queue;
 pub mod requirements;
 
 use crate::store::{Effects, PendingEntry};
+use latency::LatencyHistogram;
 use matcher::AgentView;
 use queue::PendingQueue;
+use requirements::Requirements;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -18,6 +21,10 @@ pub struct Scheduler {
     queue: Mutex<PendingQueue>,
     /// Signalled whenever work becomes pending or a slot frees up.
     pub wakeup: Notify,
+    /// Time from becoming pending to being handed to an agent (observed
+    /// when the index hands the request out; for work pending when this
+    /// process started, counted from the start).
+    pub assignment_latency: LatencyHistogram,
 }
 
 impl Scheduler {
@@ -26,7 +33,7 @@ impl Scheduler {
         for entry in pending {
             queue.insert(entry);
         }
-        Scheduler { queue: Mutex::new(queue), wakeup: Notify::new() }
+        Scheduler { queue: Mutex::new(queue), wakeup: Notify::new(), assignment_latency: LatencyHistogram::default() }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, PendingQueue> {
@@ -53,7 +60,9 @@ impl Scheduler {
 
     /// Take the best candidate for an agent out of the index.
     pub fn take_for(&self, agent: &AgentView<'_>) -> Option<PendingEntry> {
-        self.queue().take_for(agent)
+        let (entry, since) = self.queue().take_for_timed(agent)?;
+        self.assignment_latency.observe(since.elapsed());
+        Some(entry)
     }
 
     /// Put a candidate back (its assignment did not go through).
@@ -63,5 +72,10 @@ impl Scheduler {
 
     pub fn pending_count(&self) -> usize {
         self.queue().len()
+    }
+
+    /// Each requirement class with its number of pending requests.
+    pub fn pending_by_class(&self) -> Vec<(Requirements, usize)> {
+        self.queue().classes().map(|(req, n)| (req.clone(), n)).collect()
     }
 }

@@ -3,10 +3,12 @@
 //! same thing, so only its best entry is ever looked at.
 
 use super::matcher::{matches, AgentView, CompiledRequirements};
+use super::requirements::Requirements;
 use crate::store::PendingEntry;
 use kiln_shared::work::WorkRequestId;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 /// Order within a class: highest priority first, then the oldest (lowest id).
 type Key = (Reverse<i64>, WorkRequestId);
@@ -17,12 +19,21 @@ struct Class {
     entries: BTreeSet<Key>,
 }
 
+/// Where an indexed request sits, and since when it has been pending (as
+/// far as this process knows: at start, the rebuild time).
+#[derive(Debug)]
+struct Slot {
+    class: String,
+    key: Key,
+    since: Instant,
+}
+
 /// The in-memory index. The store stays the source of truth: the index is
 /// rebuilt from it at start and a stale entry is simply skipped on assignment.
 #[derive(Debug, Default)]
 pub struct PendingQueue {
     classes: HashMap<String, Class>,
-    by_id: HashMap<WorkRequestId, (String, Key)>,
+    by_id: HashMap<WorkRequestId, Slot>,
 }
 
 impl PendingQueue {
@@ -38,9 +49,16 @@ impl PendingQueue {
         self.classes.len()
     }
 
-    /// Index a pending request (replacing an older entry for the same id).
+    /// Index a pending request (replacing an older entry for the same id,
+    /// whose pending-since time it keeps).
     pub fn insert(&mut self, entry: PendingEntry) {
-        self.remove(entry.id);
+        let since = self.remove_slot(entry.id).map_or_else(Instant::now, |slot| slot.since);
+        self.insert_since(entry, since);
+    }
+
+    /// Index a pending request that has been pending since `since`.
+    pub fn insert_since(&mut self, entry: PendingEntry, since: Instant) {
+        self.remove_slot(entry.id);
         let class_key = entry.requirements.class_key();
         let key = (Reverse(entry.priority), entry.id);
         let class = match self.classes.entry(class_key.clone()) {
@@ -58,26 +76,38 @@ impl PendingQueue {
             }
         };
         class.entries.insert(key);
-        self.by_id.insert(entry.id, (class_key, key));
+        self.by_id.insert(entry.id, Slot { class: class_key, key, since });
     }
 
     /// Drop a request from the index (assigned, aborted, ...).
     pub fn remove(&mut self, id: WorkRequestId) -> bool {
-        let Some((class_key, key)) = self.by_id.remove(&id) else {
-            return false;
-        };
-        if let Some(class) = self.classes.get_mut(&class_key) {
-            class.entries.remove(&key);
+        self.remove_slot(id).is_some()
+    }
+
+    fn remove_slot(&mut self, id: WorkRequestId) -> Option<Slot> {
+        let slot = self.by_id.remove(&id)?;
+        if let Some(class) = self.classes.get_mut(&slot.class) {
+            class.entries.remove(&slot.key);
             if class.entries.is_empty() {
-                self.classes.remove(&class_key);
+                self.classes.remove(&slot.class);
             }
         }
-        true
+        Some(slot)
+    }
+
+    /// Each requirement class with the number of requests pending in it.
+    pub fn classes(&self) -> impl Iterator<Item = (&Requirements, usize)> + '_ {
+        self.classes.values().map(|class| (&class.req.req, class.entries.len()))
     }
 
     /// The best pending request this agent can take, removed from the index
     /// (handed back whole so a failed assignment can put it back).
     pub fn take_for(&mut self, agent: &AgentView<'_>) -> Option<PendingEntry> {
+        self.take_for_timed(agent).map(|(entry, _)| entry)
+    }
+
+    /// Like [`PendingQueue::take_for`], with the time it became pending.
+    pub fn take_for_timed(&mut self, agent: &AgentView<'_>) -> Option<(PendingEntry, Instant)> {
         let (key, class) = self
             .classes
             .values()
@@ -85,15 +115,14 @@ impl PendingQueue {
             .filter(|(_, class)| matches(&class.req, agent))
             .min_by_key(|(key, _)| *key)?;
         let entry = PendingEntry { id: key.1, priority: key.0 .0, requirements: class.req.req.clone() };
-        self.remove(entry.id);
-        Some(entry)
+        let since = self.remove_slot(entry.id).map_or_else(Instant::now, |slot| slot.since);
+        Some((entry, since))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::requirements::Requirements;
     use kiln_shared::WorkerRole;
     use serde_json::{json, Map, Value};
 
@@ -144,5 +173,22 @@ mod tests {
         assert!(q.remove(1));
         assert!(!q.remove(1));
         assert_eq!(q.class_count(), 0);
+    }
+
+    #[test]
+    fn pending_since_survives_a_reinsert_and_counts_by_class() {
+        let mut q = PendingQueue::default();
+        let early = Instant::now() - std::time::Duration::from_secs(60);
+        q.insert_since(entry(1, 0, "noop"), early);
+        q.insert(entry(1, 5, "noop"));
+        q.insert(entry(2, 0, "noop"));
+        q.insert(entry(3, 0, "command"));
+        let mut counts: Vec<_> = q.classes().map(|(r, n)| (r.task_name.clone(), n)).collect();
+        counts.sort();
+        assert_eq!(counts, vec![("command".into(), 1), ("noop".into(), 2)]);
+        let md = md(&["noop"]);
+        let agent = AgentView { role: WorkerRole::Worker, metadata: &md };
+        let (taken, since) = q.take_for_timed(&agent).expect("one");
+        assert_eq!((taken.id, since), (1, early));
     }
 }

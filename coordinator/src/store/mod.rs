@@ -246,9 +246,29 @@ pub trait ArtifactStore {
     fn mark_file_complete(&self, id: i64, path: &str) -> StoreResult<Artifact>;
 }
 
+/// Aggregates `GET /metrics` shows, computed when it is scraped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Work requests per status; statuses with none are left out.
+    pub work_by_status: Vec<(kiln_shared::WorkStatus, u64)>,
+    pub workers: u64,
+    pub workers_enabled: u64,
+    /// Workers seen at or after the `connected_since` given.
+    pub workers_connected: u64,
+    /// Workers holding at least one running attempt.
+    pub workers_busy: u64,
+    /// Bytes of log text kept (truncated lines not counted).
+    pub log_bytes: u64,
+}
+
+pub trait StatsStore {
+    /// A handful of aggregate queries, each served by an index or a small table.
+    fn stats(&self, connected_since: DateTime<Utc>) -> StoreResult<StoreStats>;
+}
+
 /// Everything the coordinator persists.
-pub trait Store: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + Send + Sync {}
-impl<T: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + Send + Sync> Store for T {}
+pub trait Store: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + StatsStore + Send + Sync {}
+impl<T: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + StatsStore + Send + Sync> Store for T {}
 
 /// Timestamps are stored as fixed-width RFC 3339 so they sort as text.
 pub fn ts(t: DateTime<Utc>) -> String {

@@ -11,6 +11,7 @@ mod artifacts;
 pub use artifacts::EMPTY_SHA256;
 mod lifecycle;
 mod logs;
+mod stats;
 mod tokens;
 mod work;
 mod workers;
