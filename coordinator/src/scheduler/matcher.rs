@@ -7,11 +7,16 @@ use kiln_shared::WorkerRole;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-/// A requirement class with its regexes compiled once.
+/// A requirement class with its regexes compiled and its metadata keys
+/// built once, so that matching allocates nothing.
 #[derive(Debug)]
 pub struct CompiledRequirements {
     pub req: Requirements,
     regexes: Vec<Option<Regex>>,
+    /// `<task_name>:version`.
+    version_key: String,
+    /// `executor:<backend>:available` for each acceptable backend.
+    backend_keys: Vec<String>,
 }
 
 impl CompiledRequirements {
@@ -25,7 +30,9 @@ impl CompiledRequirements {
                 _ => Ok(None),
             })
             .collect::<Result<_, _>>()?;
-        Ok(CompiledRequirements { req, regexes })
+        let version_key = keys::task_version(&req.task_name);
+        let backend_keys = req.backends.iter().map(|b| keys::backend_available(b)).collect();
+        Ok(CompiledRequirements { req, regexes, version_key, backend_keys })
     }
 }
 
@@ -42,11 +49,10 @@ pub fn matches(class: &CompiledRequirements, agent: &AgentView<'_>) -> bool {
     let req = &class.req;
     let md = agent.metadata;
     agent.role == req.role
-        && task_allowed(&req.task_name, md)
-        && md.get(&keys::task_version(&req.task_name)).and_then(as_u64) == Some(u64::from(req.task_version))
+        && md.get(&class.version_key).and_then(as_u64) == Some(u64::from(req.task_version))
         && req.architecture.as_ref().is_none_or(|arch| runs_architecture(md, arch))
-        && (req.backends.is_empty()
-            || req.backends.iter().any(|b| md.get(&keys::backend_available(b)) == Some(&Value::Bool(true))))
+        && task_allowed(&req.task_name, md)
+        && (class.backend_keys.is_empty() || class.backend_keys.iter().any(|k| md.get(k) == Some(&Value::Bool(true))))
         && req.min_memory.is_none_or(|m| md.get(keys::TOTAL_MEMORY).and_then(as_u64) >= Some(m))
         && req.min_disk.is_none_or(|m| md.get(keys::AVAILABLE_DISK).and_then(as_u64) >= Some(m))
         && req.executables.iter().all(|e| list_contains(md.get(keys::EXECUTABLES), e))
