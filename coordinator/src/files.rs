@@ -49,6 +49,41 @@ impl FileStore {
         self.root.join(prefix).join(sha256)
     }
 
+    /// Store `bytes` made by the coordinator itself (server tasks): written
+    /// to a temporary file, synced, renamed into place. Returns the hash.
+    pub fn put_bytes(&self, bytes: &[u8]) -> std::io::Result<String> {
+        use std::io::Write;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let dest = self.blob_path(&sha256);
+        if dest.exists() {
+            return Ok(sha256);
+        }
+        let tmp = tempfile_path(&self.root.join("tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::rename(&tmp, &dest).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(sha256)
+    }
+
+    /// Remove the bytes with this hash once no artifact uses them; gone
+    /// already is fine. The empty file stays.
+    pub fn remove_blob(&self, sha256: &str) -> std::io::Result<()> {
+        if sha256 == EMPTY_SHA256 {
+            return Ok(());
+        }
+        match std::fs::remove_file(self.blob_path(sha256)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Stream `body` in, checking it against the declared size and hash.
     pub async fn receive<S, E>(&self, mut body: S, size: u64, sha256: &str) -> Result<(), UploadError>
     where

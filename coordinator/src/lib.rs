@@ -11,9 +11,11 @@ pub mod dag;
 pub mod files;
 pub mod scheduler;
 pub mod server;
+pub mod server_tasks;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod workflows;
 
 use cli::{Cli, Command};
 

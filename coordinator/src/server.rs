@@ -6,7 +6,7 @@ use crate::config::CoordinatorConfig;
 use crate::files::FileStore;
 use crate::scheduler::Scheduler;
 use crate::state::AppState;
-use crate::store::{SqliteStore, Store, WorkStore};
+use crate::store::{CoordinatorTaskStore, SqliteStore, Store, WorkStore, WorkflowStore};
 use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +23,13 @@ pub fn open_state(config: CoordinatorConfig) -> anyhow::Result<AppState> {
     let files = FileStore::open(&config.data_dir)
         .with_context(|| format!("failed to open the file store under {}", config.data_dir.display()))?;
     let pending = store.pending_entries().context("failed to load pending work")?;
+    // This process is the store's one coordinator: what a previous one was
+    // orchestrating or running itself starts over.
+    store.release_all_leases().context("failed to release orchestration leases")?;
+    let requeued = store.requeue_server_tasks().context("failed to requeue server tasks")?;
+    if requeued > 0 {
+        tracing::info!(requeued, "interrupted server tasks requeued");
+    }
     tracing::info!(pending = pending.len(), "scheduler index rebuilt");
     Ok(AppState {
         store: Arc::new(store),
@@ -31,6 +38,7 @@ pub fn open_state(config: CoordinatorConfig) -> anyhow::Result<AppState> {
         config: Arc::new(config),
         started_at: chrono::Utc::now(),
         log_activity: Arc::new(Notify::new()),
+        coordinator_work: Arc::new(tokio::sync::watch::Sender::new(0)),
     })
 }
 
@@ -40,10 +48,15 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let sweeper = tokio::spawn(sweep_lost_workers(state.clone()));
+    let background = [
+        tokio::spawn(sweep_lost_workers(state.clone())),
+        tokio::spawn(crate::workflows::runner::run(state.clone())),
+        tokio::spawn(crate::server_tasks::run_pool(state.clone())),
+        tokio::spawn(crate::tasks::wait::run_timers(state.clone())),
+    ];
     let app = api::router(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    sweeper.abort();
+    background.iter().for_each(|task| task.abort());
     result.context("HTTP server failed")
 }
 

@@ -19,6 +19,9 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Signalled when log lines arrive or work finishes, for followers.
     pub log_activity: Arc<Notify>,
+    /// Bumped when work the coordinator runs itself becomes ready; the
+    /// orchestration runner, server-task pool and wait timers watch it.
+    pub coordinator_work: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl AppState {
@@ -40,6 +43,9 @@ impl AppState {
         self.scheduler.apply(effects);
         if !effects.finished.is_empty() {
             self.log_activity.notify_waiters();
+        }
+        if !effects.coordinator.is_empty() || !effects.finished.is_empty() {
+            self.coordinator_work.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

@@ -254,6 +254,27 @@ impl Client {
         resp.text().await.map_err(|source| ClientError::Decode { url, source })
     }
 
+    // --- workflows ---------------------------------------------------------
+
+    /// `PUT /api/1/workflow-templates/{name}` (admin).
+    pub async fn put_workflow_template(
+        &self,
+        name: &str,
+        spec: &crate::workflow::WorkflowTemplateSpec,
+    ) -> Result<crate::workflow::WorkflowTemplate, ClientError> {
+        let path = format!("/api/1/workflow-templates/{}", encode_path(name));
+        self.json(self.request(Method::PUT, &path).json(spec)).await
+    }
+
+    pub async fn workflow_templates(&self) -> Result<Page<crate::workflow::WorkflowTemplate>, ClientError> {
+        self.json(self.request(Method::GET, "/api/1/workflow-templates")).await
+    }
+
+    /// `POST /api/1/workflows`: start a workflow from a template.
+    pub async fn create_workflow(&self, new: &crate::workflow::NewWorkflow) -> Result<WorkRequest, ClientError> {
+        self.json(self.request(Method::POST, "/api/1/workflows").json(new)).await
+    }
+
     // --- artifacts ---------------------------------------------------------
 
     pub async fn create_artifact(&self, new: &NewArtifact) -> Result<Artifact, ClientError> {

@@ -10,6 +10,7 @@ pub mod size;
 pub mod status;
 pub mod work;
 pub mod worker;
+pub mod workflow;
 
 pub use protocol::{ErrorBody, Page, PROTOCOL_HEADER, PROTOCOL_VERSION};
 pub use status::{TaskType, WorkResult, WorkStatus, WorkerRole};

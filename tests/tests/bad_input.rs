@@ -392,8 +392,11 @@ async fn dependency_cycles_and_unknown_dependencies_get_400() {
 async fn dependencies_across_workflows_get_400() {
     let c = Coordinator::start();
     let user = c.user("alice");
-    let w = user.create_work_request(&request(TaskType::Workflow, "noop")).await.expect("create workflow");
-    assert_eq!(w.status, WorkStatus::Running, "a workflow runs as soon as it is created");
+    // A gate no worker takes keeps the (otherwise empty) noop workflow open.
+    let gate = user.create_work_request(&noop(&[])).await.expect("create a gate");
+    let w = NewWorkRequest { dependencies: vec![gate.id], ..request(TaskType::Workflow, "noop") };
+    let w = user.create_work_request(&w).await.expect("create workflow");
+    assert_eq!(w.status, WorkStatus::Blocked, "the workflow waits for its gate");
     let child = NewWorkRequest { parent: Some(w.id), ..noop(&[]) };
     let child = user.create_work_request(&child).await.expect("create a child of the workflow");
     let top = user.create_work_request(&noop(&[])).await.expect("create a top-level request");

@@ -237,10 +237,14 @@ async fn grace_counts_from_the_coordinators_restart() {
 async fn aborting_a_workflow_aborts_its_children() {
     let c = Coordinator::start();
     let user = c.user("alice");
-    let wf = user.create_work_request(&request(TaskType::Workflow, "noop")).await.expect("workflow");
-    assert_eq!(wf.status, WorkStatus::Running);
+    // A noop workflow completes as soon as it is populated; waiting for a
+    // gate (a noop no worker takes) keeps it open for children added by hand.
+    let gate = user.create_work_request(&noop(&[])).await.expect("gate");
+    let wf = NewWorkRequest { dependencies: vec![gate.id], ..request(TaskType::Workflow, "noop") };
+    let wf = user.create_work_request(&wf).await.expect("workflow");
+    assert_eq!(wf.status, WorkStatus::Blocked);
     let child = user.create_work_request(&NewWorkRequest { parent: Some(wf.id), ..noop(&[]) }).await.expect("child");
-    assert_eq!(child.status, WorkStatus::Pending);
+    assert_eq!(child.status, WorkStatus::Blocked, "its workflow does not run yet");
     let grandchild_dep = user
         .create_work_request(&NewWorkRequest { parent: Some(wf.id), ..noop(&[child.id]) })
         .await

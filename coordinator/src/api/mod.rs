@@ -12,6 +12,7 @@ mod tokens;
 mod work_requests;
 mod worker_session;
 mod workers;
+mod workflows;
 
 pub use error::ApiError;
 pub use extract::ApiJson;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(artifacts::routes())
         .merge(tokens::routes())
+        .merge(workflows::routes())
         .merge(metrics::routes(http_metrics.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -16,7 +16,7 @@ use kiln_shared::{Page, TaskType, WorkStatus};
 use serde_json::Value;
 
 /// Automatic retries of `error` (DESIGN §3).
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_MAX_RETRIES: u32 = tasks::DEFAULT_MAX_RETRIES;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,31 +42,27 @@ async fn create(
     }
     let validated = tasks::validate(new.task_type, &new.task_name, &new.task_data)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let workflow_data = tasks::workflow_data(new.task_type, &new.task_name, new.workflow_data)
+        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    if let Some(parent) = new.parent {
+        // Only the workflow's owner (or an admin) adds to it.
+        if let Some(p) = state.db(move |s| s.work_request(parent)).await? {
+            require_owner(&who, &p)?;
+        }
+    }
     let mut requirements = validated.requirements;
     if let Some(env) = validated.environment {
-        let artifact = state.db(move |s| s.artifact(env)).await?.ok_or_else(|| {
-            ApiError::bad_request("unknown-artifact", format!("environment artifact {env} does not exist"))
-        })?;
-        if !matches!(artifact.category.as_str(), "kiln:system-tarball" | "kiln:system-image") {
-            return Err(ApiError::bad_request(
-                "invalid-environment",
-                format!("artifact {env} is a {}, not a kiln:system-tarball or kiln:system-image", artifact.category),
-            ));
-        }
-        if let (Some(req), Some(arch)) =
-            (requirements.as_mut(), artifact.data.get("architecture").and_then(Value::as_str))
-        {
-            req.architecture.get_or_insert_with(|| arch.to_owned());
-        }
+        check_environment(&state, env, requirements.as_mut()).await?;
     }
     let work = NewWork {
         task_type: new.task_type,
         task_name: new.task_name,
         task_data: new.task_data,
-        workflow_data: new.workflow_data,
+        workflow_data,
         dependencies: new.dependencies,
         parent: new.parent,
         priority: new.priority,
+        priority_adjustment: 0,
         created_by: who.display_name(),
         requirements,
         max_retries: DEFAULT_MAX_RETRIES,
@@ -75,6 +71,28 @@ async fn create(
     state.apply(&effects);
     tracing::info!(id = wr.id, task = %wr.task_name, status = %wr.status, "work request created");
     Ok((StatusCode::CREATED, Json(wr)))
+}
+
+/// An environment must be a system tarball or image; its architecture
+/// fills in the requirement when the task names none.
+pub(super) async fn check_environment(
+    state: &AppState,
+    env: i64,
+    requirements: Option<&mut crate::scheduler::requirements::Requirements>,
+) -> Result<(), ApiError> {
+    let artifact = state.db(move |s| s.artifact(env)).await?.ok_or_else(|| {
+        ApiError::bad_request("unknown-artifact", format!("environment artifact {env} does not exist"))
+    })?;
+    if !matches!(artifact.category.as_str(), "kiln:system-tarball" | "kiln:system-image") {
+        return Err(ApiError::bad_request(
+            "invalid-environment",
+            format!("artifact {env} is a {}, not a kiln:system-tarball or kiln:system-image", artifact.category),
+        ));
+    }
+    if let (Some(req), Some(arch)) = (requirements, artifact.data.get("architecture").and_then(Value::as_str)) {
+        req.architecture.get_or_insert_with(|| arch.to_owned());
+    }
+    Ok(())
 }
 
 /// Load a request the caller may see: users see all, a worker only what it
@@ -130,6 +148,19 @@ fn require_owner(who: &Principal, wr: &WorkRequest) -> Result<(), ApiError> {
     }
 }
 
+/// A delay ends by itself (an admin may end it early); other wait tasks
+/// are completed by their creator or an admin, nobody else.
+fn may_complete_wait(who: &Principal, wr: &WorkRequest) -> Result<(), ApiError> {
+    if wr.task_name == "delay" && !who.is_admin() {
+        who.require_user()?;
+        return Err(ApiError::forbidden(format!(
+            "work request {} is a delay: it completes by itself at its delay_until (an admin may end it early)",
+            wr.id
+        )));
+    }
+    require_owner(who, wr)
+}
+
 async fn abort(
     State(state): State<AppState>,
     who: Principal,
@@ -180,7 +211,7 @@ async fn complete(
     let worker = match &who {
         Principal::Worker(w) => Some(w.name.clone()),
         _ if wr.task_type == TaskType::Wait => {
-            require_owner(&who, &wr)?;
+            may_complete_wait(&who, &wr)?;
             None
         }
         _ => return Err(ApiError::forbidden(format!("only the worker running work request {id} may complete it"))),

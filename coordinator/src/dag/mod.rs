@@ -2,6 +2,8 @@
 //! dependents go on, when it poisons them, and how a workflow ends. The store
 //! applies these decisions inside its transactions.
 
+pub mod runtime;
+
 use kiln_shared::{WorkResult, WorkStatus};
 
 /// What one dependency means for a blocked dependent.
@@ -51,6 +53,40 @@ pub fn unblock(deps: &[(i64, DepState)], parent_running: bool) -> Unblock {
     }
 }
 
+/// What a blocked dependent needs once one of its dependencies finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDependency {
+    /// Abort it now: this dependency poisons it.
+    Abort,
+    /// Other dependencies are still open: nothing to do yet.
+    Wait,
+    /// That was the last open one: look at all of them once.
+    Settle,
+}
+
+/// Decide from the finished dependency alone, so that a dependent with
+/// thousands of dependencies is not re-read at each one's end.
+pub fn after_dependency(finished: DepState, open_left: bool) -> AfterDependency {
+    match finished {
+        DepState::Poisoned => AfterDependency::Abort,
+        _ if open_left => AfterDependency::Wait,
+        _ => AfterDependency::Settle,
+    }
+}
+
+/// The delay before automatic retry number `retry` (1 for the first) from
+/// `workflow_data.retry_delays` (seconds); the last delay repeats.
+pub fn retry_delay(delays: &[u64], retry: u32) -> Option<u64> {
+    let index = usize::try_from(retry.saturating_sub(1)).unwrap_or(usize::MAX);
+    delays.get(index).or(delays.last()).copied()
+}
+
+/// A child's base priority: its workflow's effective priority plus its own
+/// relative one.
+pub fn child_priority(parent_effective: i64, relative: i64) -> i64 {
+    parent_effective.saturating_add(relative)
+}
+
 /// A workflow child's state as the workflow's outcome sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct ChildState {
@@ -59,9 +95,10 @@ pub struct ChildState {
     pub allow_failure: bool,
 }
 
-/// How a workflow ends once no child is in progress; `None` while any is.
+/// How a populated workflow ends once no child is in progress (an empty one
+/// succeeds at once); `None` while any is.
 pub fn workflow_outcome(children: &[ChildState]) -> Option<(WorkStatus, Option<WorkResult>)> {
-    if children.is_empty() || children.iter().any(|c| !c.status.is_final()) {
+    if children.iter().any(|c| !c.status.is_final()) {
         return None;
     }
     if children.iter().any(|c| c.status == WorkStatus::Aborted) {
@@ -100,9 +137,27 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_dependency_decides_alone_until_the_last_one() {
+        use DepState::*;
+        assert_eq!(after_dependency(Poisoned, true), AfterDependency::Abort);
+        assert_eq!(after_dependency(Satisfied, true), AfterDependency::Wait);
+        assert_eq!(after_dependency(Satisfied, false), AfterDependency::Settle);
+    }
+
+    #[test]
+    fn retry_delays_repeat_the_last_one() {
+        assert_eq!(retry_delay(&[], 1), None);
+        assert_eq!(retry_delay(&[10, 60], 1), Some(10));
+        assert_eq!(retry_delay(&[10, 60], 2), Some(60));
+        assert_eq!(retry_delay(&[10, 60], 7), Some(60));
+        assert_eq!(child_priority(5, -2), 3);
+        assert_eq!(child_priority(i64::MAX, 1), i64::MAX);
+    }
+
+    #[test]
     fn workflow_outcomes() {
         let c = |status, result, allow_failure| ChildState { status, result, allow_failure };
-        assert_eq!(workflow_outcome(&[]), None);
+        assert_eq!(workflow_outcome(&[]), Some((Completed, Some(Success))), "empty: done at populate");
         assert_eq!(workflow_outcome(&[c(Completed, Some(Success), false), c(Running, None, false)]), None);
         assert_eq!(
             workflow_outcome(&[c(Completed, Some(Failure), true), c(Completed, Some(Success), false)]),

@@ -105,6 +105,40 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (artifact, path)
     );
     "#,
+    // 2: workflows, coordinator-run tasks and templates.
+    r#"
+    -- A workflow's orchestrator has populated it (it may finish now).
+    ALTER TABLE work_requests ADD COLUMN populated INTEGER NOT NULL DEFAULT 0;
+    -- When a wait/delay completes (normalised timestamp, sorts as text).
+    ALTER TABLE work_requests ADD COLUMN wake_at TEXT;
+    CREATE INDEX work_requests_kind ON work_requests(task_type, status, id);
+    CREATE INDEX work_requests_parent_status ON work_requests(parent, status);
+    CREATE INDEX work_requests_wake ON work_requests(wake_at) WHERE wake_at IS NOT NULL;
+    -- An edge is done once its dependency is final: a dependent with no
+    -- open edge left is looked at once, not at every dependency's end.
+    ALTER TABLE dependencies ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
+    UPDATE dependencies SET done = 1 WHERE depends_on IN
+        (SELECT id FROM work_requests WHERE status IN ('completed', 'aborted'));
+    CREATE INDEX dependencies_open ON dependencies(work_request, done);
+    -- One orchestration per root workflow at a time.
+    CREATE TABLE orchestration_leases (
+        root INTEGER PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE workflow_templates (
+        name TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
+        task_data TEXT NOT NULL,
+        allowed TEXT NOT NULL,
+        merge TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX artifacts_created ON artifacts(created_at);
+    CREATE INDEX artifact_files_sha256 ON artifact_files(sha256);
+    "#,
 ];
 
 /// Bring the schema up to date. A database newer than this binary is refused

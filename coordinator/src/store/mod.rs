@@ -5,6 +5,7 @@
 
 mod migrations;
 pub mod sqlite;
+pub mod workflow;
 
 use crate::scheduler::requirements::Requirements;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use kiln_shared::{TaskType, WorkResult, WorkerRole};
 use serde_json::{Map, Value};
 
 pub use sqlite::SqliteStore;
+pub use workflow::{CoordinatorTaskStore, JobKind, OrchestrationJob, TemplateStore, WorkflowStore};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,9 @@ pub struct Effects {
     pub unpending: Vec<WorkRequestId>,
     /// Something finished: long-polls and log followers may re-check.
     pub finished: Vec<WorkRequestId>,
+    /// Work the coordinator runs itself became ready (a workflow to
+    /// populate, a callback, a server task, a delay): its runners look.
+    pub coordinator: Vec<WorkRequestId>,
 }
 
 impl Effects {
@@ -67,6 +72,7 @@ impl Effects {
         self.pending.extend(other.pending);
         self.unpending.extend(other.unpending);
         self.finished.extend(other.finished);
+        self.coordinator.extend(other.coordinator);
     }
 }
 
@@ -171,7 +177,9 @@ pub struct NewWork {
     pub workflow_data: Map<String, Value>,
     pub dependencies: Vec<WorkRequestId>,
     pub parent: Option<WorkRequestId>,
+    /// Relative to the parent workflow's effective priority, if any.
     pub priority: i64,
+    pub priority_adjustment: i64,
     pub created_by: String,
     /// `None` for work no agent runs (internal, workflow, wait, server).
     pub requirements: Option<Requirements>,
@@ -267,8 +275,34 @@ pub trait StatsStore {
 }
 
 /// Everything the coordinator persists.
-pub trait Store: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + StatsStore + Send + Sync {}
-impl<T: TokenStore + WorkerStore + WorkStore + LogStore + ArtifactStore + StatsStore + Send + Sync> Store for T {}
+pub trait Store:
+    TokenStore
+    + WorkerStore
+    + WorkStore
+    + LogStore
+    + ArtifactStore
+    + StatsStore
+    + WorkflowStore
+    + TemplateStore
+    + CoordinatorTaskStore
+    + Send
+    + Sync
+{
+}
+impl<T> Store for T where
+    T: TokenStore
+        + WorkerStore
+        + WorkStore
+        + LogStore
+        + ArtifactStore
+        + StatsStore
+        + WorkflowStore
+        + TemplateStore
+        + CoordinatorTaskStore
+        + Send
+        + Sync
+{
+}
 
 /// Timestamps are stored as fixed-width RFC 3339 so they sort as text.
 pub fn ts(t: DateTime<Utc>) -> String {

@@ -2,7 +2,11 @@
 //! version, how their `task_data` is validated, and what they need from an
 //! agent. Anything not listed here is refused at creation.
 
+mod kinds;
 mod validate;
+pub mod wait;
+
+pub use kinds::{wake_at, workflow_data};
 
 use crate::scheduler::requirements::{Constraint, Requirements};
 use kiln_shared::{TaskType, WorkerRole};
@@ -21,8 +25,11 @@ pub struct TaskError {
     pub message: String,
 }
 
+/// Automatic retries of `error` (DESIGN §3).
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
 impl TaskError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         TaskError { code, message: message.into() }
     }
 }
@@ -41,7 +48,10 @@ pub struct Validated {
 pub fn version_of(task_type: TaskType, name: &str) -> Option<u32> {
     match (task_type, name) {
         (TaskType::Worker, "noop" | "command") => Some(1),
-        (TaskType::Internal, "synchronization_point") | (TaskType::Workflow, "noop") => Some(0),
+        (TaskType::Internal, "synchronization_point" | "workflow")
+        | (TaskType::Server, "aggregate_results" | "expire_artifacts")
+        | (TaskType::Wait, "delay" | "external_approval") => Some(0),
+        (TaskType::Workflow, name) if crate::workflows::orchestrator(name).is_some() => Some(0),
         _ => None,
     }
 }
@@ -57,6 +67,9 @@ pub fn validate(task_type: TaskType, name: &str, data: &Map<String, Value>) -> R
             Ok(Validated { requirements: Some(worker_requirements(name, version, &f)?), environment: None })
         }
         (TaskType::Worker, "command") => command(version, data),
+        (TaskType::Workflow, _) => kinds::workflow(name, data),
+        (TaskType::Server, _) => kinds::server(name, data),
+        (TaskType::Wait, _) => kinds::wait(name, data),
         _ => {
             Fields::new(data, &[])?;
             Ok(Validated { requirements: None, environment: None })
@@ -126,7 +139,7 @@ fn command(version: u32, data: &Map<String, Value>) -> Result<Validated, TaskErr
 
 /// `auto` becomes the set of backends that meet the task's needs; a named
 /// backend must agree with them.
-fn acceptable_backends(backend: &str, needs: Option<&str>) -> Result<Vec<String>, TaskError> {
+pub fn acceptable_backends(backend: &str, needs: Option<&str>) -> Result<Vec<String>, TaskError> {
     let fitting: &[&str] = match needs {
         None => BACKENDS,
         Some("container") => CONTAINER_BACKENDS,

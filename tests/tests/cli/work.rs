@@ -64,11 +64,14 @@ async fn submit_show_list_depend_abort_retry() {
 async fn workflow_children_are_listed_by_parent() {
     let c = Coordinator::start();
     let k = Kiln::user(&c, "wf");
-    let wf = id(&k.json(&["submit", "workflow", "noop"]).await);
+    // An empty noop workflow completes at populate: a gate (a noop nobody
+    // takes) keeps this one open for a child added by hand.
+    let gate = id(&k.json(&["submit", "worker", "noop"]).await);
+    let wf = id(&k.json(&["submit", "workflow", "noop", "--dep", &gate.to_string()]).await);
     let child = id(&k.json(&["submit", "worker", "noop", "--parent", &wf.to_string()]).await);
     k.json(&["submit", "worker", "noop"]).await;
     assert_eq!(ids(&k.json(&["list", "--parent", &wf.to_string()]).await), vec![child]);
-    assert_eq!(ids(&k.json(&["list", "--task-name", "noop", "--all"]).await).len(), 3);
+    assert_eq!(ids(&k.json(&["list", "--task-name", "noop", "--all"]).await).len(), 4);
 }
 
 /// Start `kiln ARGS` in the background (it waits for the worker).

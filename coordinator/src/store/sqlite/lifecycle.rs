@@ -1,19 +1,18 @@
-//! State transitions of work requests inside one transaction: assignment,
-//! completion with attempt fencing and automatic retry, abort with cascade,
-//! manual retry that restores cascaded dependents, and the propagation that
-//! unblocks, aborts and finishes what depends on a finished request. The
-//! decisions come from the pure rules in `crate::dag`.
+//! The propagation at the heart of the DAG, inside one transaction: what a
+//! blocked request becomes, what a request that becomes pending does (the
+//! coordinator completes synchronization points, starts workflows and wait
+//! tasks itself), and how a finished request unblocks, aborts and finishes
+//! what depends on it. The decisions come from the pure rules in
+//! `crate::dag`; the transitions callers ask for are in `transitions`.
 
-use super::work::require;
 use super::{json_map, parse_enum};
-use crate::dag::{self, ChildState, DepState, Unblock};
-use crate::store::{ts, CompletionArgs, Effects, PendingEntry, StoreError, StoreResult};
-use chrono::{DateTime, Utc};
-use kiln_shared::work::{WorkRequest, WorkRequestId};
-use kiln_shared::worker::RunningWork;
+use crate::dag::{self, AfterDependency, ChildState, DepState, Unblock};
+use crate::store::{ts, Effects, PendingEntry, StoreError, StoreResult};
+use chrono::Utc;
+use kiln_shared::work::WorkRequestId;
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The columns transitions decide on.
 #[derive(Debug)]
@@ -33,7 +32,7 @@ pub(super) struct Core {
 }
 
 impl Core {
-    fn pending_entry(&self) -> StoreResult<Option<PendingEntry>> {
+    pub(super) fn pending_entry(&self) -> StoreResult<Option<PendingEntry>> {
         self.requirements
             .as_deref()
             .map(|text| {
@@ -93,7 +92,7 @@ pub(super) struct Propagator<'a, 'c> {
     /// Requests that reached a final state and whose dependents and parent
     /// still have to be looked at.
     finished: Vec<WorkRequestId>,
-    now: String,
+    pub now: String,
 }
 
 impl<'a, 'c> Propagator<'a, 'c> {
@@ -146,30 +145,44 @@ impl<'a, 'c> Propagator<'a, 'c> {
             (TaskType::Internal, "synchronization_point") => {
                 self.finish(c.id, WorkStatus::Completed, Some(WorkResult::Success), &Map::new())
             }
-            // A workflow runs (orchestrates) as soon as it may.
+            // A workflow runs as soon as it may; its orchestrator populates
+            // it, and children added by hand while it waited may go on.
             (TaskType::Workflow, _) => {
-                self.tx.execute(
-                    "UPDATE work_requests SET status = 'running', started_at = ?2, \
-                     workflow_runtime_status = 'running' WHERE id = ?1",
-                    params![c.id, self.now],
-                )?;
-                let mut stmt =
-                    self.tx.prepare_cached("SELECT id FROM work_requests WHERE parent = ?1 AND status = 'blocked'")?;
-                let children = stmt.query_map([c.id], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+                self.start(c.id)?;
+                self.effects.coordinator.push(c.id);
+                let children =
+                    self.ids("SELECT id FROM work_requests WHERE parent = ?1 AND status = 'blocked'", c.id)?;
                 children.into_iter().try_for_each(|child| self.settle(child))
+            }
+            // Waiting is running with no worker; a delay's timer or a person
+            // completes it.
+            (TaskType::Wait, _) => {
+                self.start(c.id)?;
+                self.effects.coordinator.push(c.id);
+                Ok(())
             }
             _ => {
                 self.tx.execute("UPDATE work_requests SET status = 'pending' WHERE id = ?1", [c.id])?;
-                if let Some(entry) = c.pending_entry()? {
-                    self.effects.pending.push(entry);
+                match c.pending_entry()? {
+                    Some(entry) => self.effects.pending.push(entry),
+                    // Callbacks and server tasks: the coordinator's runners.
+                    None => self.effects.coordinator.push(c.id),
                 }
                 Ok(())
             }
         }
     }
 
+    fn start(&mut self, id: WorkRequestId) -> StoreResult<()> {
+        self.tx.execute(
+            "UPDATE work_requests SET status = 'running', started_at = ?2 WHERE id = ?1",
+            params![id, self.now],
+        )?;
+        Ok(())
+    }
+
     /// Record a final state and queue its consequences.
-    fn finish(
+    pub fn finish(
         &mut self,
         id: WorkRequestId,
         status: WorkStatus,
@@ -188,6 +201,12 @@ impl<'a, 'c> Propagator<'a, 'c> {
                 Value::Object(output.clone()).to_string()
             ],
         )?;
+        self.finalised(id)
+    }
+
+    /// Its dependents' edges to it are done; its consequences are queued.
+    fn finalised(&mut self, id: WorkRequestId) -> StoreResult<()> {
+        self.tx.execute("UPDATE dependencies SET done = 1 WHERE depends_on = ?1", [id])?;
         self.finished.push(id);
         self.effects.finished.push(id);
         Ok(())
@@ -214,25 +233,27 @@ impl<'a, 'c> Propagator<'a, 'c> {
                 params![id, c.attempt, self.now, reason],
             )?;
         }
-        self.finished.push(id);
-        self.effects.finished.push(id);
-        Ok(())
+        self.finalised(id)
     }
 
     /// Follow every finished request to its dependents and its workflow.
     pub fn run(mut self) -> StoreResult<Effects> {
         while let Some(id) = self.finished.pop() {
             let c = core(self.tx, id)?;
-            if c.task_type == TaskType::Workflow && c.status == WorkStatus::Aborted {
-                for child in self.ids(
-                    "SELECT id FROM work_requests WHERE parent = ?1 AND status NOT IN ('completed', 'aborted')",
-                    id,
-                )? {
-                    self.abort(child, "workflow-aborted", None)?;
+            if c.task_type == TaskType::Workflow && c.status.is_final() {
+                // Aborting a workflow aborts its descendants (this cascades);
+                // a workflow ended by its orchestrator's error takes its
+                // unfinished children with it.
+                let reason = if c.status == WorkStatus::Aborted { "workflow-aborted" } else { "workflow-finished" };
+                let open =
+                    "SELECT id FROM work_requests WHERE parent = ?1 AND status IN ('blocked', 'pending', 'running')";
+                for child in self.ids(open, id)? {
+                    self.abort(child, reason, None)?;
                 }
             }
+            let state = dag::dep_state(c.status, c.result, c.allow_failure);
             for dependent in self.ids("SELECT work_request FROM dependencies WHERE depends_on = ?1", id)? {
-                self.settle(dependent)?;
+                self.after_dependency(dependent, id, state)?;
             }
             if let Some(parent) = c.parent {
                 self.check_workflow(parent)?;
@@ -241,15 +262,47 @@ impl<'a, 'c> Propagator<'a, 'c> {
         Ok(self.effects)
     }
 
-    fn ids(&self, sql: &str, id: WorkRequestId) -> StoreResult<Vec<WorkRequestId>> {
+    /// A dependency of `dependent` finished in `state`.
+    fn after_dependency(&mut self, dependent: WorkRequestId, dep: WorkRequestId, state: DepState) -> StoreResult<()> {
+        let status: String =
+            self.tx.query_row("SELECT status FROM work_requests WHERE id = ?1", [dependent], |r| r.get(0))?;
+        if !parse_enum::<WorkStatus>(&status)?.can_unblock() {
+            return Ok(());
+        }
+        let open_left = self
+            .tx
+            .prepare_cached("SELECT 1 FROM dependencies WHERE work_request = ?1 AND done = 0 LIMIT 1")?
+            .exists([dependent])?;
+        match dag::after_dependency(state, open_left) {
+            AfterDependency::Abort => self.abort(dependent, "dependency-failed", Some(dep)),
+            AfterDependency::Wait => Ok(()),
+            AfterDependency::Settle => self.settle(dependent),
+        }
+    }
+
+    pub fn ids(&self, sql: &str, id: WorkRequestId) -> StoreResult<Vec<WorkRequestId>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
         let ids = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(ids)
     }
 
-    /// A running workflow ends once none of its children is in progress.
-    fn check_workflow(&mut self, id: WorkRequestId) -> StoreResult<()> {
-        if core(self.tx, id)?.status != WorkStatus::Running {
+    /// A running, populated workflow ends once none of its children is in
+    /// progress.
+    pub fn check_workflow(&mut self, id: WorkRequestId) -> StoreResult<()> {
+        let (status, populated): (String, bool) =
+            self.tx.query_row("SELECT status, populated FROM work_requests WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if parse_enum::<WorkStatus>(&status)? != WorkStatus::Running || !populated {
+            return Ok(());
+        }
+        let busy = self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM work_requests WHERE parent = ?1 AND status IN ('blocked', 'pending', 'running') LIMIT 1",
+            )?
+            .exists([id])?;
+        if busy {
             return Ok(());
         }
         let mut stmt =
@@ -273,167 +326,4 @@ impl<'a, 'c> Propagator<'a, 'c> {
             Some((status, result)) => self.finish(id, status, result, &Map::new()),
         }
     }
-}
-
-pub(super) fn assign(
-    tx: &Transaction<'_>,
-    id: WorkRequestId,
-    worker: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<WorkRequest>> {
-    let n = tx.execute(
-        "UPDATE work_requests SET status = 'running', worker = ?2, started_at = ?3 WHERE id = ?1 AND status = 'pending'",
-        params![id, worker, ts(now)],
-    )?;
-    if n == 0 {
-        return Ok(None);
-    }
-    tx.execute(
-        "INSERT OR REPLACE INTO attempts (work_request, attempt, worker, started_at) \
-         SELECT id, attempt, worker, started_at FROM work_requests WHERE id = ?1",
-        [id],
-    )?;
-    require(tx, id).map(Some)
-}
-
-pub(super) fn complete(
-    tx: &Transaction<'_>,
-    id: WorkRequestId,
-    args: CompletionArgs,
-) -> StoreResult<(WorkRequest, Effects)> {
-    let c = core(tx, id)?;
-    match c.status {
-        WorkStatus::Aborted => {
-            return Err(StoreError::conflict("already-aborted", format!("work request {id} was aborted")))
-        }
-        WorkStatus::Completed => {
-            return Err(StoreError::conflict("already-completed", format!("work request {id} is already completed")))
-        }
-        _ => {}
-    }
-    // Fencing first: a lost attempt hears that it is stale, whatever the
-    // request is doing now (waiting for its retry, or running elsewhere).
-    let stale = |attempt: u32| {
-        StoreError::conflict(
-            "stale-attempt",
-            format!("attempt {attempt} of work request {id} is no longer current (current: {})", c.attempt),
-        )
-    };
-    if let Some(worker) = &args.worker {
-        let Some(attempt) = args.attempt else {
-            return Err(StoreError::invalid("attempt-required", "a worker's completion must name its attempt"));
-        };
-        if attempt != c.attempt || c.worker.as_deref() != Some(worker.as_str()) {
-            return Err(stale(attempt));
-        }
-    } else if let Some(attempt) = args.attempt.filter(|a| *a != c.attempt) {
-        return Err(stale(attempt));
-    }
-    if !c.status.can_complete() {
-        return Err(StoreError::conflict("not-running", format!("work request {id} is {}, not running", c.status)));
-    }
-    let mut prop = Propagator::new(tx);
-    tx.execute(
-        "UPDATE attempts SET completed_at = ?3, result = ?4 WHERE work_request = ?1 AND attempt = ?2",
-        params![id, c.attempt, prop.now, args.result.as_str()],
-    )?;
-    let output = Value::Object(args.output_data.clone()).to_string();
-    // The agent reports which backend it picked out of the acceptable set.
-    if let Some(backend) = args.output_data.get("resolved_backend").and_then(Value::as_str) {
-        tx.execute("UPDATE work_requests SET resolved_backend = ?2 WHERE id = ?1", params![id, backend])?;
-    }
-    if args.result == WorkResult::Error && c.retries_left > 0 && c.requirements.is_some() {
-        // Automatic retry: back to pending with the next attempt; nothing cascades.
-        tx.execute(
-            "UPDATE work_requests SET status = 'pending', attempt = attempt + 1, retries_left = retries_left - 1, \
-             worker = NULL, started_at = NULL, output_data = ?2 WHERE id = ?1",
-            params![id, output],
-        )?;
-        if let Some(entry) = c.pending_entry()? {
-            prop.effects.pending.push(entry);
-        }
-        prop.effects.finished.push(id);
-    } else {
-        prop.finish(id, WorkStatus::Completed, Some(args.result), &args.output_data)?;
-    }
-    let effects = prop.run()?;
-    Ok((require(tx, id)?, effects))
-}
-
-pub(super) fn fail_attempt(tx: &Transaction<'_>, work: RunningWork, code: &str) -> StoreResult<Effects> {
-    let c = core(tx, work.id)?;
-    if c.status != WorkStatus::Running || c.attempt != work.attempt {
-        return Ok(Effects::default());
-    }
-    let output = json!({"errors": [{"code": code}]});
-    let output = output.as_object().cloned().unwrap_or_default();
-    let args =
-        CompletionArgs { worker: None, attempt: Some(work.attempt), result: WorkResult::Error, output_data: output };
-    complete(tx, work.id, args).map(|(_, effects)| effects)
-}
-
-pub(super) fn abort(tx: &Transaction<'_>, id: WorkRequestId, reason: &str) -> StoreResult<(WorkRequest, Effects)> {
-    let c = core(tx, id)?;
-    if !c.status.can_abort() {
-        return Err(StoreError::conflict("already-finished", format!("work request {id} is already {}", c.status)));
-    }
-    let mut prop = Propagator::new(tx);
-    prop.abort(id, reason, None)?;
-    let effects = prop.run()?;
-    Ok((require(tx, id)?, effects))
-}
-
-pub(super) fn retry(tx: &Transaction<'_>, id: WorkRequestId) -> StoreResult<(WorkRequest, Effects)> {
-    let c = core(tx, id)?;
-    let retryable = match c.status {
-        WorkStatus::Aborted => true,
-        WorkStatus::Completed => c.result.is_some_and(WorkResult::can_retry),
-        _ => false,
-    };
-    if !retryable {
-        let what = c.result.map_or(c.status.to_string(), |r| format!("{} ({r})", c.status));
-        return Err(StoreError::conflict(
-            "not-retryable",
-            format!("work request {id} is {what}: only failed, errored or aborted work can be retried"),
-        ));
-    }
-    if let Some(parent) = c.parent.filter(|p| core(tx, *p).is_ok_and(|p| p.status.is_final())) {
-        return Err(StoreError::conflict("workflow-finished", format!("its workflow {parent} has finished")));
-    }
-    let mut prop = Propagator::new(tx);
-    // A dependency that is still failed would abort it again at once.
-    for dep in prop.ids("SELECT depends_on FROM dependencies WHERE work_request = ?1", id)? {
-        let d = core(tx, dep)?;
-        if dag::dep_state(d.status, d.result, d.allow_failure) == DepState::Poisoned {
-            return Err(StoreError::conflict(
-                "dependency-failed",
-                format!("its dependency {dep} is {}: retry that one first", d.status),
-            ));
-        }
-    }
-    tx.execute(
-        "UPDATE work_requests SET status = 'blocked', attempt = attempt + 1, retries_left = max_retries, \
-         result = NULL, worker = NULL, started_at = NULL, completed_at = NULL, abort_reason = NULL, \
-         aborted_by = NULL, output_data = '{}' WHERE id = ?1",
-        [id],
-    )?;
-    // Dependents aborted because of it (and their own, transitively) wait again.
-    let mut stack = vec![id];
-    while let Some(x) = stack.pop() {
-        let restored = prop.ids(
-            "SELECT id FROM work_requests WHERE aborted_by = ?1 AND status = 'aborted' AND abort_reason = 'dependency-failed'",
-            x,
-        )?;
-        for d in restored {
-            tx.execute(
-                "UPDATE work_requests SET status = 'blocked', abort_reason = NULL, aborted_by = NULL, \
-                 completed_at = NULL WHERE id = ?1",
-                [d],
-            )?;
-            stack.push(d);
-        }
-    }
-    prop.settle(id)?;
-    let effects = prop.run()?;
-    Ok((require(tx, id)?, effects))
 }

@@ -9,12 +9,19 @@
 
 mod artifacts;
 pub use artifacts::EMPTY_SHA256;
+mod coordinator_tasks;
 mod lifecycle;
 mod logs;
+mod orchestration;
+mod runtime;
 mod stats;
+mod templates;
 mod tokens;
+mod transitions;
 mod work;
 mod workers;
+#[cfg(test)]
+mod workflow_tests;
 
 use super::{migrations, StoreError, StoreResult};
 use chrono::{DateTime, Utc};

@@ -46,6 +46,7 @@ mod tests {
             dependencies: Vec::new(),
             parent: None,
             priority: 0,
+            priority_adjustment: 0,
             created_by: "t".into(),
             requirements: Some(crate::scheduler::requirements::Requirements::new(WorkerRole::Worker, "noop", 1)),
             max_retries: 3,

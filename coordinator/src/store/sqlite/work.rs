@@ -49,6 +49,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<WorkRequest>> {
 }
 
 fn fill_relations(conn: &Connection, wr: &mut WorkRequest) -> StoreResult<()> {
+    if wr.task_type == TaskType::Workflow {
+        let status = super::runtime::workflow_runtime_status(conn, wr.id, wr.status)?;
+        wr.workflow_runtime_status = Some(status.to_string());
+    }
     let mut stmt =
         conn.prepare_cached("SELECT depends_on FROM dependencies WHERE work_request = ?1 ORDER BY depends_on")?;
     wr.dependencies = stmt.query_map([wr.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -143,9 +147,56 @@ fn closes_cycle(conn: &Connection, id: WorkRequestId, deps: &[WorkRequestId]) ->
     Ok(false)
 }
 
+/// Insert a blocked request with its dependency edges (checked by the
+/// caller); an edge to a finished request is done already.
+pub(super) fn insert(tx: &Connection, new: &NewWork, priority_base: i64) -> StoreResult<WorkRequestId> {
+    let requirements = new
+        .requirements
+        .as_ref()
+        .map(|r| serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()?;
+    let wake_at = crate::tasks::wake_at(new.task_type, &new.task_name, &new.task_data).map(ts);
+    tx.execute(
+        "INSERT INTO work_requests (task_type, task_name, task_data, workflow_data, parent, status, \
+         attempt, priority_base, priority_adjustment, created_by, created_at, retries_left, max_retries, \
+         requirements, wake_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'blocked', 1, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
+        params![
+            new.task_type.as_str(),
+            new.task_name,
+            to_json(&new.task_data),
+            to_json(&new.workflow_data),
+            new.parent,
+            priority_base,
+            new.priority_adjustment,
+            new.created_by,
+            ts(chrono::Utc::now()),
+            new.max_retries,
+            requirements,
+            wake_at,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    add_edges(tx, id, &new.dependencies)?;
+    Ok(id)
+}
+
+/// Add edges `id` → `deps` (existing ones are kept as they are).
+pub(super) fn add_edges(tx: &Connection, id: WorkRequestId, deps: &[WorkRequestId]) -> StoreResult<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dependencies (work_request, depends_on, done) \
+         SELECT ?1, id, status IN ('completed', 'aborted') FROM work_requests WHERE id = ?2",
+    )?;
+    for dep in deps {
+        stmt.execute(params![id, dep])?;
+    }
+    Ok(())
+}
+
 impl WorkStore for SqliteStore {
     fn create_work_request(&self, new: NewWork) -> StoreResult<(WorkRequest, Effects)> {
         self.write(|tx| {
+            let mut priority = new.priority;
             if let Some(parent) = new.parent {
                 let p = core(tx, parent).map_err(|_| {
                     StoreError::invalid("unknown-parent", format!("parent work request {parent} does not exist"))
@@ -156,34 +207,10 @@ impl WorkStore for SqliteStore {
                         format!("work request {parent} is not a workflow in progress"),
                     ));
                 }
+                priority = crate::dag::child_priority(p.priority, new.priority);
             }
             check_dependencies(tx, new.parent, &new.dependencies)?;
-            let requirements = new
-                .requirements
-                .as_ref()
-                .map(|r| serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()?;
-            tx.execute(
-                "INSERT INTO work_requests (task_type, task_name, task_data, workflow_data, parent, status, \
-                 attempt, priority_base, created_by, created_at, retries_left, max_retries, requirements) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'blocked', 1, ?6, ?7, ?8, ?9, ?9, ?10)",
-                params![
-                    new.task_type.as_str(),
-                    new.task_name,
-                    to_json(&new.task_data),
-                    to_json(&new.workflow_data),
-                    new.parent,
-                    new.priority,
-                    new.created_by,
-                    ts(chrono::Utc::now()),
-                    new.max_retries,
-                    requirements,
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
-            for dep in &new.dependencies {
-                tx.execute("INSERT INTO dependencies (work_request, depends_on) VALUES (?1, ?2)", params![id, dep])?;
-            }
+            let id = insert(tx, &new, priority)?;
             let mut prop = Propagator::new(tx);
             prop.settle(id)?;
             let effects = prop.run()?;
@@ -214,12 +241,7 @@ impl WorkStore for SqliteStore {
                 ));
             }
             let mut prop = Propagator::new(tx);
-            for dep in deps {
-                prop.tx.execute(
-                    "INSERT OR IGNORE INTO dependencies (work_request, depends_on) VALUES (?1, ?2)",
-                    params![id, dep],
-                )?;
-            }
+            add_edges(tx, id, deps)?;
             if c.status == WorkStatus::Pending {
                 prop.tx.execute("UPDATE work_requests SET status = 'blocked' WHERE id = ?1", [id])?;
                 prop.effects.unpending.push(id);
@@ -265,11 +287,11 @@ impl WorkStore for SqliteStore {
     }
 
     fn abort_work_request(&self, id: WorkRequestId, reason: &str) -> StoreResult<(WorkRequest, Effects)> {
-        self.write(|tx| super::lifecycle::abort(tx, id, reason))
+        self.write(|tx| super::transitions::abort(tx, id, reason))
     }
 
     fn retry_work_request(&self, id: WorkRequestId) -> StoreResult<(WorkRequest, Effects)> {
-        self.write(|tx| super::lifecycle::retry(tx, id))
+        self.write(|tx| super::transitions::retry(tx, id))
     }
 
     fn assign(
@@ -278,11 +300,11 @@ impl WorkStore for SqliteStore {
         worker: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Option<WorkRequest>> {
-        self.write(|tx| super::lifecycle::assign(tx, id, worker, now))
+        self.write(|tx| super::transitions::assign(tx, id, worker, now))
     }
 
     fn complete(&self, id: WorkRequestId, args: crate::store::CompletionArgs) -> StoreResult<(WorkRequest, Effects)> {
-        self.write(|tx| super::lifecycle::complete(tx, id, args))
+        self.write(|tx| super::transitions::complete(tx, id, args))
     }
 
     fn running_for_worker(&self, worker: &str) -> StoreResult<Vec<RunningWork>> {
@@ -327,7 +349,7 @@ impl WorkStore for SqliteStore {
     }
 
     fn fail_attempt(&self, work: RunningWork, code: &str) -> StoreResult<Effects> {
-        self.write(|tx| super::lifecycle::fail_attempt(tx, work, code))
+        self.write(|tx| super::transitions::fail_attempt(tx, work, code))
     }
 
     fn worker_has_attempt(&self, id: WorkRequestId, worker: &str, attempt: Option<u32>) -> StoreResult<bool> {
