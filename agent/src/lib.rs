@@ -35,7 +35,15 @@ pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
         "host probed"
     );
     let journal = supervisor::journal::Journal::open(&config.data_dir).context("failed to open the journal")?;
-    let ctx = Arc::new(daemon::Context::new(config, client, cache, journal, exe, metadata));
+    let mut ctx = daemon::Context::new(config, client, cache, journal, exe, metadata);
+    if ctx.disk_quota {
+        let keep = ctx.config.concurrency.min(4) as usize;
+        match daemon::LayerPool::new(&ctx.config.data_dir, ctx.config.limits.disk, keep) {
+            Ok(pool) => ctx.layers = Some(Arc::new(pool)),
+            Err(e) => tracing::warn!(error = %e, "no pool of writable layers; tasks format their own"),
+        }
+    }
+    let ctx = Arc::new(ctx);
     tokio::select! {
         r = daemon::run(ctx) => r,
         _ = tokio::signal::ctrl_c() => {

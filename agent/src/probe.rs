@@ -43,6 +43,7 @@ fn unshare() -> anyhow::Result<i32> {
         tmp_size: 1 << 20,
         timeout_secs: 20,
         notice: None,
+        controllers: None,
     };
     let mut spec = spec::build(&params)?;
     spec::add_readonly_bind(&mut spec, "/usr", "/usr")?;

@@ -98,3 +98,35 @@ pub async fn upload_environment(client: &kiln_shared::client::Client, tarball: &
     client.upload_file(artifact.id, &name, bytes).await.expect("upload the environment");
     artifact.id
 }
+
+fn package_version(package: &str) -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace([':', '/'], "_"))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A Debian bookworm minbase root filesystem (`.tar`) made by
+/// `mmdebstrap --mode=unshare`, cached by its inputs (suite, variant,
+/// architecture, mmdebstrap version). Takes ~30-70 s the first time.
+pub fn debian_minbase() -> PathBuf {
+    let out =
+        cache_dir().join(format!("debian-bookworm-minbase-amd64-mmdebstrap{}.tar", package_version("mmdebstrap")));
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(cache_dir()).expect("create the image cache");
+    let tmp = out.with_extension(format!("partial-{}.tar", std::process::id()));
+    let status = Command::new("mmdebstrap")
+        .args(["--mode=unshare", "--variant=minbase", "--format=tar", "--quiet", "bookworm"])
+        .arg(&tmp)
+        .arg("http://deb.debian.org/debian")
+        .status()
+        .expect("run mmdebstrap (scripts/setup installs it)");
+    assert!(status.success(), "mmdebstrap failed");
+    std::fs::rename(&tmp, &out).expect("publish the image");
+    out
+}

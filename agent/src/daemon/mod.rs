@@ -3,6 +3,8 @@
 //! how aborts arrive), and re-publish the fingerprint when it changes.
 
 mod follow;
+mod layers;
+pub use layers::LayerPool;
 mod output;
 mod recover;
 mod report;
@@ -42,6 +44,8 @@ pub struct Context {
     slot_freed: Notify,
     /// Wakes the idle heartbeat when work starts.
     work_started: Notify,
+    /// Pre-formatted writable layers of the default quota.
+    pub layers: Option<Arc<layers::LayerPool>>,
 }
 
 impl Context {
@@ -65,12 +69,23 @@ impl Context {
             running: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
             work_started: Notify::new(),
+            layers: None,
         }
     }
 
     pub fn backend_available(&self, backend: &str) -> bool {
         let md = self.metadata.read().unwrap_or_else(|p| p.into_inner());
         md.get(&format!("executor:{backend}:available")) == Some(&Value::Bool(true))
+    }
+
+    /// The cgroup controllers the fingerprint found enforceable.
+    pub fn enforced_controllers(&self) -> Vec<String> {
+        let md = self.metadata.read().unwrap_or_else(|p| p.into_inner());
+        ["memory", "pids", "cpu"]
+            .into_iter()
+            .filter(|c| md.get(&format!("limits:{c}")) == Some(&Value::Bool(true)))
+            .map(str::to_owned)
+            .collect()
     }
 
     fn running(&self) -> Vec<RunningWork> {
@@ -84,6 +99,13 @@ impl Context {
 
     fn draining(&self) -> bool {
         self.config.data_dir.join("drain").exists()
+    }
+}
+
+/// Keep the pool of formatted layers full, off the async threads.
+pub fn refill_layers(ctx: &Context) {
+    if let Some(pool) = ctx.layers.clone() {
+        tokio::task::spawn_blocking(move || pool.fill());
     }
 }
 
@@ -185,6 +207,7 @@ async fn refresh_loop(ctx: Arc<Context>) {
 /// The work loop; returns only on a fatal error.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let metadata = ctx.metadata.read().unwrap_or_else(|p| p.into_inner()).clone();
+    refill_layers(&ctx);
     // Resume before anything else: these tasks hold slots.
     let resumed = recover::recover(&ctx).await?;
     if resumed > 0 {

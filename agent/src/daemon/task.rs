@@ -115,9 +115,15 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
         disk_quota: ctx.disk_quota.then(|| limits.disk.max(data.get("min_disk").and_then(Value::as_u64).unwrap_or(0))),
         tmp_size: limits.tmp,
         timeout_secs: data.get("timeout").and_then(Value::as_u64).unwrap_or(ctx.config.default_timeout),
+        controllers: Some(ctx.enforced_controllers()),
         notice: (wants_network && !network)
             .then(|| "network was requested, but this agent does not allow it: running without network".to_owned()),
     };
+    if let (Some(quota), Some(pool)) = (params.disk_quota, &ctx.layers) {
+        if pool.take(quota, &dir.path.join("layer.img")) {
+            super::refill_layers(ctx);
+        }
+    }
     let spec = spec::build(&params).map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
     spec::save(&spec, &dir.path).map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
     let mut record = TaskRecord::new(wr.id, wr.attempt, dir.path.clone(), backend, Some(lease.sha256.clone()));

@@ -173,13 +173,18 @@ impl ImageCache {
                 }
             }
         };
-        // The image is ready: bookkeeping failures are logged, not the task's problem.
-        if let Err(e) = self.inner.save_index().await {
-            tracing::warn!(artifact_id, error = %e, "failed to record the image's last use");
-        }
-        if let Err(e) = self.inner.evict().await {
-            tracing::warn!(error = %e, "failed to evict images");
-        }
+        // The image is ready and pinned. Recording its last use and evicting
+        // others is bookkeeping: done in the background, off the task's start
+        // path; failures are logged, not the task's problem.
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            if let Err(e) = inner.save_index().await {
+                tracing::warn!(artifact_id, error = %e, "failed to record the image's last use");
+            }
+            if let Err(e) = inner.evict().await {
+                tracing::warn!(error = %e, "failed to evict images");
+            }
+        });
         Ok(ImageLease { artifact_id, sha256, rootfs, _pin: pin })
     }
 

@@ -48,15 +48,20 @@ pub fn prepare(plan: &Plan, task_dir: &Path, output: &Path) -> Result<(), Sandbo
     let layer = task_dir.join("layer");
     std::fs::create_dir_all(&layer).map_err(SandboxError::io(format!("create {}", layer.display())))?;
     if let Some(quota) = plan.disk_quota {
+        // The agent may have placed a pre-formatted layer of this size here.
         let image = task_dir.join("layer.img");
-        let file = std::fs::File::create(&image).map_err(SandboxError::io(format!("create {}", image.display())))?;
-        file.set_len(quota).map_err(SandboxError::io(format!("size {}", image.display())))?;
-        drop(file);
-        let owner = format!("root_owner={ID_MAP_BASE}:{ID_MAP_BASE}");
-        run(
-            Command::new("mkfs.ext4").args(["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", &owner]).arg(&image),
-            "make the writable layer's file system",
-        )?;
+        let formatted = std::fs::metadata(&image).is_ok_and(|m| m.len() == quota);
+        if !formatted {
+            let file =
+                std::fs::File::create(&image).map_err(SandboxError::io(format!("create {}", image.display())))?;
+            file.set_len(quota).map_err(SandboxError::io(format!("size {}", image.display())))?;
+            drop(file);
+            let owner = format!("root_owner={ID_MAP_BASE}:{ID_MAP_BASE}");
+            run(
+                Command::new("mkfs.ext4").args(["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", &owner]).arg(&image),
+                "make the writable layer's file system",
+            )?;
+        }
         run(
             Command::new("mount").args(["-o", "loop,nosuid,nodev"]).arg(&image).arg(&layer),
             "mount the writable layer",

@@ -17,6 +17,9 @@ pub const ANNOTATION_LOWER: &str = "org.kiln.rootfs.lower";
 pub const ANNOTATION_DISK_QUOTA: &str = "org.kiln.rootfs.disk-quota";
 pub const ANNOTATION_TIMEOUT: &str = "org.kiln.timeout";
 pub const ANNOTATION_NOTICE: &str = "org.kiln.notice";
+/// Controllers the agent found enforceable (comma-separated), so the shim
+/// need not probe them again on every start.
+pub const ANNOTATION_CONTROLLERS: &str = "org.kiln.cgroup.controllers";
 
 /// What one task's sandbox needs.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct SandboxParams {
     pub timeout_secs: u64,
     /// A line for the top of the task's log (e.g. why it has no network).
     pub notice: Option<String>,
+    /// Enforceable cgroup controllers; `None`: the shim probes them itself.
+    pub controllers: Option<Vec<String>>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -157,6 +162,9 @@ pub fn build(p: &SandboxParams) -> Result<Spec, SandboxError> {
     if let Some(notice) = &p.notice {
         annotations.insert(ANNOTATION_NOTICE.to_owned(), notice.clone());
     }
+    if let Some(controllers) = &p.controllers {
+        annotations.insert(ANNOTATION_CONTROLLERS.to_owned(), controllers.join(","));
+    }
     SpecBuilder::default()
         .version("1.0.2")
         .root(RootBuilder::default().path(p.rootfs.clone()).readonly(false).build().map_err(oci)?)
@@ -187,6 +195,7 @@ pub struct Plan {
     pub disk_quota: Option<u64>,
     pub timeout_secs: u64,
     pub notice: Option<String>,
+    pub controllers: Option<Vec<String>>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: PathBuf,
@@ -224,6 +233,9 @@ pub fn plan(spec: &Spec) -> Result<Plan, SandboxError> {
         disk_quota: annotations.get(ANNOTATION_DISK_QUOTA).and_then(|q| q.parse().ok()),
         timeout_secs: annotations.get(ANNOTATION_TIMEOUT).and_then(|t| t.parse().ok()).unwrap_or(14_400),
         notice: annotations.get(ANNOTATION_NOTICE).cloned(),
+        controllers: annotations
+            .get(ANNOTATION_CONTROLLERS)
+            .map(|c| c.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
         args,
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().clone(),
@@ -264,6 +276,7 @@ mod tests {
             tmp_size: 1 << 20,
             timeout_secs: 60,
             notice: None,
+            controllers: Some(vec!["memory".into(), "pids".into()]),
         }
     }
 
@@ -279,6 +292,7 @@ mod tests {
         assert_eq!(plan.uid_map, (0, ID_MAP_BASE, ID_MAP_SIZE));
         assert_eq!(plan.memory, Some(1 << 30));
         assert_eq!(plan.cpus, Some(1.5));
+        assert_eq!(plan.controllers, Some(vec!["memory".to_owned(), "pids".to_owned()]));
         assert!(plan.env.contains(&"PATH=/bin".to_owned()), "task env overrides defaults");
         assert!(plan.env.contains(&"KILN_OUTPUT=/kiln/output".to_owned()), "KILN_OUTPUT cannot be redirected");
         assert_eq!(plan.env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);

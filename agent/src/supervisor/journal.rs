@@ -7,7 +7,7 @@
 //! moved aside with a log line and never stops the agent from starting.
 
 use super::process::ProcessRef;
-use super::task_dir::write_atomic;
+use super::task_dir::{write_atomic, write_atomic_relaxed};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -74,9 +74,17 @@ impl Journal {
         self.dir.join(format!("{id}-{attempt}.json"))
     }
 
+    /// Record `record`. Always atomic; durable across power loss once it
+    /// holds uploads or a result (what a reboot must not lose), relaxed while
+    /// it only tracks a running shim, which a reboot ends anyway.
     pub fn write(&self, record: &TaskRecord) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        write_atomic(&self.path(record.id, record.attempt), &bytes)
+        let path = self.path(record.id, record.attempt);
+        if record.result.is_some() || !record.artifacts.is_empty() {
+            write_atomic(&path, &bytes)
+        } else {
+            write_atomic_relaxed(&path, &bytes)
+        }
     }
 
     pub fn remove(&self, id: i64, attempt: u32) -> std::io::Result<()> {

@@ -7,7 +7,7 @@
 
 use super::logfile::{pump, LogWriter};
 use super::task_dir::{write_atomic, Outcome, ShimStatus, TaskDir, STATUS_VERSION};
-use crate::cgroup::{self, CgroupLimits, TaskCgroup};
+use crate::cgroup::{self, CgroupLimits, Controller, TaskCgroup};
 use crate::sandbox::launch::{launch, Launched, SandboxIo};
 use crate::sandbox::spec::{self, Plan};
 use crate::sandbox::{rootfs, SandboxError};
@@ -104,7 +104,15 @@ fn supervise(dir: &TaskDir, log: &LogWriter) -> Result<ShimStatus, SandboxError>
     // Only controllers that really work here: a present but unusable one
     // must not fail every task (the fingerprint reports which are enforced).
     let detected = cgroup::detect(Path::new("/proc"), Path::new("/sys"));
-    let layout = detected.restricted_to(&detected.enforceable());
+    let layout = match &plan.controllers {
+        // What the agent established when it probed the host.
+        Some(names) => {
+            let keep: Vec<Controller> =
+                Controller::ALL.iter().copied().filter(|c| names.iter().any(|n| n == c.name())).collect();
+            detected.only(&keep)
+        }
+        None => detected.restricted_to(&detected.enforceable()),
+    };
     let cgroup = TaskCgroup::create(&layout, &name, &limits(&plan))
         .map_err(|e| SandboxError::Setup { what: "create the task's cgroup".into(), message: e.to_string() })?;
     let result = rootfs::prepare(&plan, &dir.path, &dir.output()).and_then(|()| run(&plan, &cgroup, log));
