@@ -42,6 +42,7 @@ fn entry(wr: &WorkRequest) -> Value {
         "attempt": wr.attempt,
         "started_at": wr.started_at,
         "completed_at": wr.completed_at,
+        "exit_code": wr.output_data.get("exit_code"),
         "errors": wr.output_data.get("errors"),
     })
 }
