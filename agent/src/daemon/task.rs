@@ -135,14 +135,36 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
     Ok((record, lease))
 }
 
+/// Is the agent a systemd service? (systemd sets INVOCATION_ID for units.)
+fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some() && std::path::Path::new("/run/systemd/system").exists()
+}
+
+/// `kiln-agent shim --task-dir DIR`; under systemd wrapped in its own
+/// transient scope, so stopping or restarting the agent's unit neither kills
+/// the shim (it is not in the unit's cgroup) nor takes away the mount
+/// namespace it started in (a scope keeps the caller's), and the shim may
+/// create the task's cgroups below its own (Delegate=yes).
+fn shim_command(ctx: &Context, dir: &TaskDir) -> tokio::process::Command {
+    let mut cmd = if under_systemd() {
+        let unit = format!("kiln-task-{}", crate::supervisor::shim::cgroup_name(&dir.path));
+        let mut c = tokio::process::Command::new("systemd-run");
+        c.args(["--scope", "--quiet", "--collect", "--property=Delegate=yes", "--unit", &unit, "--"])
+            .arg(&ctx.agent_exe);
+        c
+    } else {
+        tokio::process::Command::new(&ctx.agent_exe)
+    };
+    cmd.arg("shim").arg("--task-dir").arg(&dir.path);
+    cmd
+}
+
 /// Start `kiln-agent shim`, which detaches and prints the shim's pid.
 async fn spawn_shim(ctx: &Context, dir: &TaskDir) -> Result<ProcessRef, TaskError> {
     let stderr = std::fs::File::create(dir.path.join("shim.stderr"))
         .map_err(|e| TaskError::new("agent-io", format!("failed to create shim.stderr: {e}")))?;
-    let mut launcher = tokio::process::Command::new(&ctx.agent_exe)
-        .arg("shim")
-        .arg("--task-dir")
-        .arg(&dir.path)
+    let mut launcher = shim_command(ctx, dir);
+    let mut launcher = launcher
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
