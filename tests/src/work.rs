@@ -47,3 +47,34 @@ pub async fn finish(worker: &Client, wr: &WorkRequest, result: WorkResult) -> Wo
         .await
         .expect("complete")
 }
+
+/// A worker `command` running `/bin/sh -c script` in the unshare backend on
+/// environment `env`, with `extra` task_data keys merged in.
+pub fn shell_command(env: i64, script: &str, extra: serde_json::Value) -> NewWorkRequest {
+    let mut data = serde_json::json!({"environment": env, "backend": "unshare", "command": ["/bin/sh", "-c", script]});
+    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    with_data(request(TaskType::Worker, "command"), data)
+}
+
+/// Wait until `id` is completed or aborted; panics after `within`.
+pub async fn finished_within(user: &Client, id: i64, within: Duration) -> WorkRequest {
+    crate::wait_for(within, || async {
+        let wr = user.work_request(id).await.ok()?;
+        wr.status.is_final().then_some(wr)
+    })
+    .await
+    .unwrap_or_else(|| panic!("work request {id} did not finish within {within:?}"))
+}
+
+/// The texts of a request's log lines, joined by newlines.
+pub async fn log_text(user: &Client, id: i64) -> String {
+    let Ok(resp) = user.log(id, false).await else { return String::new() };
+    let body = resp.text().await.unwrap_or_default();
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("text").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

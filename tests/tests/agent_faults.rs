@@ -8,6 +8,7 @@ use kiln_shared::work::{NewWorkRequest, WorkRequest};
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, upload_environment};
+use kiln_tests::work::finished_within;
 use kiln_tests::{require_privileged, wait_for, Coordinator};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -46,15 +47,6 @@ async fn wait_line(user: &Client, id: i64, line: &str) {
         .unwrap_or_else(|| panic!("{line:?} never reached the log of {id}"));
 }
 
-async fn finished(user: &Client, id: i64, within: Duration) -> WorkRequest {
-    wait_for(within, || async {
-        let wr = user.work_request(id).await.ok()?;
-        wr.status.is_final().then_some(wr)
-    })
-    .await
-    .unwrap_or_else(|| panic!("work request {id} did not finish within {within:?}"))
-}
-
 /// The whole log, each line once and in order, and exactly one result.
 async fn assert_complete(user: &Client, wr: &WorkRequest, n: u32) {
     assert_eq!((wr.status, wr.result), (WorkStatus::Completed, Some(WorkResult::Success)), "{:?}", wr.output_data);
@@ -91,7 +83,7 @@ async fn kill_9_of_the_agent_mid_task_loses_nothing() {
     agent.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     agent.restart();
-    let done = finished(&user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
     assert_complete(&user, &done, 8).await;
     assert!(agent.log().contains("resuming a task from the journal"), "{}", agent.log());
 }
@@ -107,7 +99,7 @@ async fn an_agent_restarted_again_and_again_during_one_task() {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         agent.restart();
     }
-    let done = finished(&user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
     assert_complete(&user, &done, 12).await;
 }
 
@@ -119,7 +111,7 @@ async fn the_coordinator_killed_and_restarted_mid_task() {
     let wr = user.create_work_request(&counting(env, 8, "0.5")).await.expect("create");
     wait_line(&user, wr.id, "line 2").await;
     c.kill_and_restart();
-    let done = finished(&user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
     assert_complete(&user, &done, 8).await;
 }
 
@@ -135,7 +127,7 @@ async fn the_coordinator_down_for_longer_than_the_task() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(agent.log().contains("waiting for the coordinator"), "the agent says what it waits for");
     c.kill_and_restart();
-    let done = finished(&user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
     assert_complete(&user, &done, 4).await;
 }
 
@@ -155,7 +147,7 @@ async fn a_lost_attempts_late_result_is_refused() {
     .await
     .expect("the attempt is lost after the grace period");
     let _second = Agent::start(&c, "a2", &[]);
-    let done = finished(&user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
     assert_eq!((done.result, done.attempt), (Some(WorkResult::Success), 2));
     // The first agent comes back with attempt 1's result: refused.
     first.restart();
@@ -174,13 +166,13 @@ async fn a_corrupted_journal_record_does_not_stop_the_agent() {
     let (c, user, env) = setup(&[]).await;
     let mut agent = Agent::start(&c, "a1", &[]);
     let first = user.create_work_request(&counting(env, 1, "0")).await.expect("create");
-    finished(&user, first.id, Duration::from_secs(60)).await;
+    finished_within(&user, first.id, Duration::from_secs(60)).await;
     agent.kill();
     let journal = agent.data_dir.path().join("journal");
     std::fs::write(journal.join("99-1.json"), b"{\"version\": 1, \"id\": ").expect("corrupt record");
     agent.restart();
     let second = user.create_work_request(&counting(env, 2, "0")).await.expect("create");
-    let done = finished(&user, second.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, second.id, Duration::from_secs(60)).await;
     assert_eq!(done.result, Some(WorkResult::Success));
     assert!(agent.log().contains("moved aside"), "{}", agent.log());
     assert_eq!(std::fs::read_dir(journal.join("corrupt")).expect("corrupt dir").count(), 1);
@@ -204,7 +196,7 @@ async fn drain_takes_no_new_work_and_lets_running_work_finish() {
     };
     assert!(drain(&[]).status.success());
     let queued = user.create_work_request(&counting(env, 1, "0")).await.expect("create");
-    let done = finished(&user, running.id, Duration::from_secs(60)).await;
+    let done = finished_within(&user, running.id, Duration::from_secs(60)).await;
     assert_eq!(done.result, Some(WorkResult::Success), "running work finishes");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -213,6 +205,6 @@ async fn drain_takes_no_new_work_and_lets_running_work_finish() {
         "no new work while draining"
     );
     assert!(drain(&["--cancel"]).status.success());
-    let queued = finished(&user, queued.id, Duration::from_secs(60)).await;
+    let queued = finished_within(&user, queued.id, Duration::from_secs(60)).await;
     assert_eq!(queued.result, Some(WorkResult::Success));
 }

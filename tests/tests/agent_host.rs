@@ -1,44 +1,14 @@
 //! The agent as an operator meets it: configuration, registration while
 //! disabled, the writable layer's quota, and network only when allowed.
 
-use kiln_shared::client::Client;
-use kiln_shared::work::{NewWorkRequest, WorkRequest};
-use kiln_shared::{TaskType, WorkResult};
+use kiln_shared::WorkResult;
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, upload_environment};
+use kiln_tests::work::{finished_within, log_text, shell_command as command};
 use kiln_tests::{binary, require_privileged, wait_for, Coordinator};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
-
-fn command(env: i64, script: &str, extra: Value) -> NewWorkRequest {
-    let mut data = json!({"environment": env, "backend": "unshare", "command": ["/bin/sh", "-c", script]});
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    NewWorkRequest {
-        task_type: TaskType::Worker,
-        task_name: "command".into(),
-        task_data: data.as_object().cloned().unwrap_or_default(),
-        dependencies: vec![],
-        priority: 0,
-        workflow_data: Default::default(),
-        parent: None,
-    }
-}
-
-async fn finished(user: &Client, id: i64) -> WorkRequest {
-    wait_for(Duration::from_secs(60), || async {
-        let wr = user.work_request(id).await.ok()?;
-        wr.status.is_final().then_some(wr)
-    })
-    .await
-    .unwrap_or_else(|| panic!("work request {id} did not finish"))
-}
-
-async fn log_text(user: &Client, id: i64) -> String {
-    user.log(id, false).await.expect("log").text().await.expect("text")
-}
 
 #[test]
 fn validate_config_names_the_bad_key() {
@@ -114,13 +84,13 @@ async fn the_writable_layer_has_a_quota() {
         .create_work_request(&command(env, "dd if=/dev/zero of=/var/fits bs=1M count=8 && echo wrote-8", json!({})))
         .await
         .expect("create");
-    let fits = finished(&user, fits.id).await;
+    let fits = finished_within(&user, fits.id, Duration::from_secs(60)).await;
     assert_eq!(fits.result, Some(WorkResult::Success), "{}", log_text(&user, fits.id).await);
     let too_big = user
         .create_work_request(&command(env, "dd if=/dev/zero of=/var/big bs=1M count=64", json!({})))
         .await
         .expect("create");
-    let too_big = finished(&user, too_big.id).await;
+    let too_big = finished_within(&user, too_big.id, Duration::from_secs(60)).await;
     let log = log_text(&user, too_big.id).await;
     assert_eq!(too_big.result, Some(WorkResult::Failure), "{log}");
     assert!(log.contains("No space left"), "{log}");
@@ -138,7 +108,7 @@ async fn network_only_when_the_task_asks_and_the_agent_allows() {
     {
         let _strict = Agent::start(&c, "strict", &[]);
         let asked = user.create_work_request(&command(env, count, json!({"network": true}))).await.expect("create");
-        let asked = finished(&user, asked.id).await;
+        let asked = finished_within(&user, asked.id, Duration::from_secs(60)).await;
         let log = log_text(&user, asked.id).await;
         assert_eq!(asked.result, Some(WorkResult::Success));
         assert!(log.contains("ifaces=1"), "only lo when the agent does not allow network: {log}");
@@ -146,9 +116,9 @@ async fn network_only_when_the_task_asks_and_the_agent_allows() {
     }
     let _open = Agent::start(&c, "open", &["--allow-network", "true"]);
     let asked = user.create_work_request(&command(env, count, json!({"network": true}))).await.expect("create");
-    let asked = finished(&user, asked.id).await;
+    let asked = finished_within(&user, asked.id, Duration::from_secs(60)).await;
     assert!(log_text(&user, asked.id).await.contains(&format!("ifaces={host_ifaces}")));
     let not_asked = user.create_work_request(&command(env, count, json!({}))).await.expect("create");
-    let not_asked = finished(&user, not_asked.id).await;
+    let not_asked = finished_within(&user, not_asked.id, Duration::from_secs(60)).await;
     assert!(log_text(&user, not_asked.id).await.contains("ifaces=1"), "no network unless asked");
 }

@@ -2,47 +2,13 @@
 //! to end: real coordinator, real kiln-agent, real namespaces and cgroups.
 
 use kiln_shared::client::Client;
-use kiln_shared::work::{NewWorkRequest, WorkRequest};
-use kiln_shared::{TaskType, WorkResult, WorkStatus};
+use kiln_shared::{WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, upload_environment};
+use kiln_tests::work::{finished_within, log_text, shell_command as command};
 use kiln_tests::{require_privileged, wait_for, Coordinator};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn command(env: i64, script: &str, extra: Value) -> NewWorkRequest {
-    let mut data = json!({"environment": env, "backend": "unshare", "command": ["/bin/sh", "-c", script]});
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    NewWorkRequest {
-        task_type: TaskType::Worker,
-        task_name: "command".into(),
-        task_data: data.as_object().cloned().unwrap_or_default(),
-        dependencies: vec![],
-        priority: 0,
-        workflow_data: Default::default(),
-        parent: None,
-    }
-}
-
-async fn finished(user: &Client, id: i64, within: Duration) -> WorkRequest {
-    wait_for(within, || async {
-        let wr = user.work_request(id).await.ok()?;
-        wr.status.is_final().then_some(wr)
-    })
-    .await
-    .unwrap_or_else(|| panic!("work request {id} did not finish within {within:?}"))
-}
-
-async fn log_text(user: &Client, id: i64) -> String {
-    let body = user.log(id, false).await.expect("log").text().await.expect("text");
-    body.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v.get("text").and_then(Value::as_str).map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 struct Setup {
     c: Coordinator,
@@ -75,7 +41,7 @@ async fn a_task_sees_only_its_image_loopback_and_its_own_root() {
          ln -s /etc/shadow $KILN_OUTPUT/leak"
     );
     let wr = s.user.create_work_request(&command(s.env, &script, json!({}))).await.expect("create");
-    let done = finished(&s.user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&s.user, wr.id, Duration::from_secs(60)).await;
     let log = log_text(&s.user, wr.id).await;
     std::fs::remove_file(&secret).expect("cleanup");
     assert_eq!(done.result, Some(WorkResult::Success), "log:\n{log}\noutput: {:?}", done.output_data);
@@ -130,14 +96,14 @@ async fn failure_error_and_timeout_are_told_apart() {
         .create_work_request(&command(s.env, "echo sleeping; sleep 60", json!({"timeout": 2})))
         .await
         .expect("create");
-    let f = finished(&s.user, fail.id, Duration::from_secs(60)).await;
+    let f = finished_within(&s.user, fail.id, Duration::from_secs(60)).await;
     assert_eq!((f.result, f.output_data.get("exit_code")), (Some(WorkResult::Failure), Some(&json!(3))));
     assert!(log_text(&s.user, fail.id).await.contains("about to fail"));
-    let n = finished(&s.user, no_cmd.id, Duration::from_secs(60)).await;
+    let n = finished_within(&s.user, no_cmd.id, Duration::from_secs(60)).await;
     assert_eq!(n.result, Some(WorkResult::Failure), "a command that cannot run is the task's failure");
     assert!(log_text(&s.user, no_cmd.id).await.contains("/no/such/program"));
     let started = Instant::now();
-    let t = finished(&s.user, slow.id, Duration::from_secs(60)).await;
+    let t = finished_within(&s.user, slow.id, Duration::from_secs(60)).await;
     assert_eq!(t.result, Some(WorkResult::Failure));
     assert_eq!(t.output_data.get("timed_out"), Some(&json!(true)));
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -148,7 +114,7 @@ async fn failure_error_and_timeout_are_told_apart() {
     std::fs::write(garbage.path(), b"this is not a tarball").expect("write");
     let bad_env = upload_environment(&s.user, garbage.path(), "amd64").await;
     let e = s.user.create_work_request(&command(bad_env, "true", json!({}))).await.expect("create");
-    let e = finished(&s.user, e.id, Duration::from_secs(90)).await;
+    let e = finished_within(&s.user, e.id, Duration::from_secs(90)).await;
     assert_eq!((e.status, e.result), (WorkStatus::Completed, Some(WorkResult::Error)), "{:?}", e.output_data);
     assert_eq!(e.attempts.len(), 4, "errors are retried automatically three times");
     let code = e.output_data["errors"][0]["code"].as_str().unwrap_or_default().to_owned();
@@ -205,7 +171,7 @@ async fn a_memory_hog_is_killed_by_its_limit() {
         ))
         .await
         .expect("create");
-    let done = finished(&s.user, wr.id, Duration::from_secs(60)).await;
+    let done = finished_within(&s.user, wr.id, Duration::from_secs(60)).await;
     let log = log_text(&s.user, wr.id).await;
     assert_eq!(done.result, Some(WorkResult::Failure), "{log}");
     assert_eq!(done.output_data.get("oom_killed"), Some(&json!(true)), "{:?}\n{log}", done.output_data);
@@ -230,7 +196,7 @@ async fn logs_reach_a_follower_while_the_task_runs() {
     assert!(!seen.contains("second line"), "seen while the task still runs");
     let running = s.user.work_request(wr.id).await.expect("get");
     assert_eq!(running.status, WorkStatus::Running);
-    let done = finished(&s.user, wr.id, Duration::from_secs(30)).await;
+    let done = finished_within(&s.user, wr.id, Duration::from_secs(30)).await;
     assert_eq!(done.result, Some(WorkResult::Success));
     assert!(log_text(&s.user, wr.id).await.contains("second line"));
 }
