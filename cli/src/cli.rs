@@ -79,6 +79,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// List workers, or manage one (admin).
     Workers(WorkersArgs),
+    /// Start a workflow from a template; with --wait, follow it to the end.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// List, show and define workflow templates (defining needs admin).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Upload, download, list and show artifacts.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
@@ -323,6 +329,46 @@ pub struct ArtifactListArgs {
     /// Fetch every page.
     #[arg(long, conflicts_with = "cursor")]
     pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Start a workflow: the template's task_data merged with yours.
+    Start(WorkflowStartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowStartArgs {
+    /// Template name.
+    pub template: String,
+    /// Your task data: inline JSON, @FILE, or -.
+    #[arg(long, short = 'd', value_name = "JSON|@FILE|-")]
+    pub data: Option<String>,
+    /// Adjustment to the template's priority (above 0 needs an admin token).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// Follow the workflow until it finishes and exit with its result's code.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 75).
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List workflow templates.
+    List,
+    /// Show one template.
+    Show { name: String },
+    /// Create or replace a template (admin).
+    Put {
+        name: String,
+        /// The template: {"task_name", "task_data"?, "allowed"?, "merge"?: "top"|"deep", "priority"?}
+        /// as inline JSON, @FILE, or -.
+        #[arg(long, value_name = "JSON|@FILE|-")]
+        spec: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

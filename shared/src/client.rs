@@ -270,6 +270,12 @@ impl Client {
         self.json(self.request(Method::GET, "/api/1/workflow-templates")).await
     }
 
+    /// `GET /api/1/workflow-templates/{name}`.
+    pub async fn workflow_template(&self, name: &str) -> Result<crate::workflow::WorkflowTemplate, ClientError> {
+        let path = format!("/api/1/workflow-templates/{}", encode_path(name));
+        self.json(self.request(Method::GET, &path)).await
+    }
+
     /// `POST /api/1/workflows`: start a workflow from a template.
     pub async fn create_workflow(&self, new: &crate::workflow::NewWorkflow) -> Result<WorkRequest, ClientError> {
         self.json(self.request(Method::POST, "/api/1/workflows").json(new)).await

@@ -14,9 +14,11 @@ pub mod metrics;
 pub mod retry;
 pub mod show;
 pub mod submit;
+pub mod template;
 pub mod token;
 pub mod wait;
 pub mod workers;
+pub mod workflow;
 
 use crate::cli::{Command, GlobalArgs};
 use crate::config;
@@ -64,6 +66,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<u8, CliError> {
         Command::Depend(args) => depend::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Workers(args) => workers::run(ctx, args.command).await,
+        Command::Workflow(cmd) => workflow::run(ctx, cmd).await,
+        Command::Template(cmd) => template::run(ctx, cmd).await,
         Command::Artifact(cmd) => artifact::run(ctx, cmd).await,
         Command::Token(cmd) => token::run(ctx, cmd).await,
         Command::Health => health::run(ctx).await,

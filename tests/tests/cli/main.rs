@@ -8,3 +8,4 @@ mod docs_and_metrics;
 mod logs_and_workers;
 mod support;
 mod work;
+mod workflows;
