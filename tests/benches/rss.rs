@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const STORED: usize = 100_000;
 const SUBMITTERS: usize = 16;
+const _: () = assert!(STORED.is_multiple_of(SUBMITTERS), "submitters share the work evenly");
 
 /// The pid of the coordinator serving `data_dir` (the harness keeps its
 /// child private, so look it up by command line).
@@ -44,7 +45,7 @@ async fn fill(user: &Client) -> Duration {
     let mut tasks = tokio::task::JoinSet::new();
     for part in 0..SUBMITTERS {
         let user = user.clone();
-        let count = STORED / SUBMITTERS + usize::from(part < STORED % SUBMITTERS);
+        let count = STORED / SUBMITTERS;
         tasks.spawn(async move {
             for i in 0..count {
                 // 100 requirement classes, none of which an agent here runs.

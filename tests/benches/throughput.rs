@@ -18,13 +18,14 @@ const REQUESTS: usize = 10_000;
 const WORKERS: usize = 50;
 /// Concurrent submitters (one HTTP client, many connections).
 const SUBMITTERS: usize = 16;
+const _: () = assert!(REQUESTS.is_multiple_of(SUBMITTERS), "submitters share the work evenly");
 
 async fn submit_all(user: &Client) -> Duration {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for part in 0..SUBMITTERS {
+    for _ in 0..SUBMITTERS {
         let user = user.clone();
-        let count = REQUESTS / SUBMITTERS + usize::from(part < REQUESTS % SUBMITTERS);
+        let count = REQUESTS / SUBMITTERS;
         tasks.spawn(async move {
             for _ in 0..count {
                 user.create_work_request(&noop(&[])).await.expect("create");
