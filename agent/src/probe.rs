@@ -31,8 +31,9 @@ fn unshare() -> anyhow::Result<i32> {
     std::fs::create_dir_all(&task.path)?;
     let params = SandboxParams {
         lower,
-        rootfs: task.rootfs(),
+        rootfs: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&task.path)).0,
         output: task.output(),
+        output_mount: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&task.path)).1,
         args: vec!["/usr/bin/true".into()],
         env: Vec::new(),
         network: false,

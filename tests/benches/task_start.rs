@@ -52,13 +52,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn assigned_at(log: &str, id: i64) -> Option<f64> {
     let needle = format!("id={id} ");
     log.lines()
-        .map(|l| {
-            l.replace(|c: char| c == '\u{1b}', "")
-                .replace("[2m", "")
-                .replace("[0m", "")
-                .replace("[32m", "")
-                .replace("[3m", "")
-        })
+        .map(|l| l.replace('\u{1b}', "").replace("[2m", "").replace("[0m", "").replace("[32m", "").replace("[3m", ""))
         .find(|l| l.contains("assigned") && l.contains(&needle))
         .and_then(|l| DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok())
         .map(|t| t.with_timezone(&Utc).timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9)

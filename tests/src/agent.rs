@@ -17,6 +17,11 @@ impl Agent {
     /// Start an agent for `c`, enrolled at once; `extra` are more flags.
     pub fn start(c: &Coordinator, name: &str, extra: &[&str]) -> Self {
         let data_dir = tempfile::Builder::new().prefix("kiln-agent-test-").tempdir().expect("agent data dir");
+        Self::start_in(c, name, extra, data_dir)
+    }
+
+    /// Like `start`, with the agent's data directory inside `data_dir`.
+    pub fn start_in(c: &Coordinator, name: &str, extra: &[&str], data_dir: tempfile::TempDir) -> Self {
         let enrollment = c.token("enrollment", &format!("enroll-{name}-{}", crate::random_suffix()));
         let log_path = data_dir.path().join("agent.log");
         let mut args: Vec<String> = vec![

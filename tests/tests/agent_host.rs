@@ -122,3 +122,22 @@ async fn network_only_when_the_task_asks_and_the_agent_allows() {
     let not_asked = finished_within(&user, not_asked.id, Duration::from_secs(60)).await;
     assert!(log_text(&user, not_asked.id).await.contains("ifaces=1"), "no network unless asked");
 }
+
+#[tokio::test]
+async fn a_data_dir_under_a_private_parent_still_runs_sandboxes() {
+    require_privileged!();
+    use std::os::unix::fs::PermissionsExt;
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let env = upload_environment(&user, &busybox_rootfs(), "amd64").await;
+    // Like `mktemp -d`: the sandbox's unprivileged root cannot walk through it.
+    let private = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let _agent = Agent::start_in(&c, "private", &[], private);
+    let wr = user
+        .create_work_request(&command(env, "echo ok > $KILN_OUTPUT/ok && echo ran", json!({})))
+        .await
+        .expect("create");
+    let done = finished_within(&user, wr.id, Duration::from_secs(60)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, log_text(&user, wr.id).await);
+}

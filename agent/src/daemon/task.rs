@@ -100,8 +100,9 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
     let limits = &ctx.config.limits;
     let params = SandboxParams {
         lower: lease.rootfs.clone(),
-        rootfs: dir.rootfs(),
+        rootfs: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&dir.path)).0,
         output: dir.output(),
+        output_mount: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&dir.path)).1,
         args: strings(data.get("command")),
         env: data
             .get("env")

@@ -21,6 +21,20 @@ pub const ID_MAP_SIZE: u32 = 65_536;
 /// Where the task's output directory appears inside the sandbox.
 pub const OUTPUT_IN_SANDBOX: &str = "/kiln/output";
 
+/// Where a shim mounts its task's root and output for the sandbox to reach.
+/// The sandbox's root is an unprivileged uid on the host: it cannot walk
+/// through the agent's data directory if a parent of it is mode 0700 (a
+/// `mktemp -d`, a locked-down /var/lib), so the paths it uses live under a
+/// directory the shim creates world-searchable. The mounts exist only in the
+/// shim's private mount namespace.
+pub const RUNTIME_DIR: &str = "/run/kiln-agent";
+
+/// The root and output mount points of the task called `name`.
+pub fn runtime_paths(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let base = std::path::Path::new(RUNTIME_DIR);
+    (base.join("roots").join(name), base.join("outputs").join(name))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("invalid sandbox spec: {0}")]

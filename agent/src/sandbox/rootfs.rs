@@ -33,6 +33,16 @@ fn owned_dir(path: &Path) -> Result<(), SandboxError> {
         .map_err(SandboxError::sys(format!("chown {}", path.display())))
 }
 
+/// Create `dir` and any missing parents world-searchable (0755).
+fn create_searchable(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(SandboxError::io(format!("create {}", dir.display())))
+}
+
 /// Overlay options are comma- and colon-separated: refuse paths that would
 /// change their meaning.
 fn overlay_safe(path: &Path) -> Result<&str, SandboxError> {
@@ -71,7 +81,12 @@ pub fn prepare(plan: &Plan, task_dir: &Path, output: &Path) -> Result<(), Sandbo
     owned_dir(&upper)?;
     owned_dir(&work)?;
     owned_dir(output)?;
-    std::fs::create_dir_all(&plan.rootfs).map_err(SandboxError::io(format!("create {}", plan.rootfs.display())))?;
+    create_searchable(&plan.rootfs)?;
+    if let Some((real, exposed)) = &plan.output {
+        create_searchable(exposed)?;
+        mount(Some(real.as_path()), exposed.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(SandboxError::sys(format!("expose {} at {}", real.display(), exposed.display())))?;
+    }
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         overlay_safe(&plan.lower)?,
@@ -93,14 +108,23 @@ pub fn prepare(plan: &Plan, task_dir: &Path, output: &Path) -> Result<(), Sandbo
 pub fn cleanup(plan: &Plan, task_dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let layer: PathBuf = task_dir.join("layer");
-    for target in [&plan.rootfs, &layer] {
+    let exposed_output = plan.output.as_ref().map(|(_, exposed)| exposed.clone());
+    for target in [Some(&plan.rootfs), Some(&layer), exposed_output.as_ref()].into_iter().flatten() {
         if let Err(e) = umount2(target.as_path(), MntFlags::MNT_DETACH) {
             if e != nix::Error::EINVAL {
                 problems.push(format!("unmount {}: {e}", target.display()));
             }
         }
     }
-    for dir in [&layer, &plan.rootfs] {
+    // The mount points under the runtime directory are empty once unmounted.
+    for dir in [Some(&plan.rootfs), exposed_output.as_ref()].into_iter().flatten() {
+        if let Err(e) = std::fs::remove_dir(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                problems.push(format!("remove {}: {e}", dir.display()));
+            }
+        }
+    }
+    for dir in [&layer] {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 problems.push(format!("remove {}: {e}", dir.display()));

@@ -17,6 +17,8 @@ pub const ANNOTATION_LOWER: &str = "org.kiln.rootfs.lower";
 pub const ANNOTATION_DISK_QUOTA: &str = "org.kiln.rootfs.disk-quota";
 pub const ANNOTATION_TIMEOUT: &str = "org.kiln.timeout";
 pub const ANNOTATION_NOTICE: &str = "org.kiln.notice";
+/// The task's real output directory, which the shim binds at the mount's source.
+pub const ANNOTATION_OUTPUT: &str = "org.kiln.output";
 /// Controllers the agent found enforceable (comma-separated), so the shim
 /// need not probe them again on every start.
 pub const ANNOTATION_CONTROLLERS: &str = "org.kiln.cgroup.controllers";
@@ -26,10 +28,12 @@ pub const ANNOTATION_CONTROLLERS: &str = "org.kiln.cgroup.controllers";
 pub struct SandboxParams {
     /// The cached image's unpacked root filesystem (read-only lower layer).
     pub lower: PathBuf,
-    /// Where the merged root is mounted (inside the task directory).
+    /// Where the merged root is mounted (see `runtime_paths`).
     pub rootfs: PathBuf,
     /// Host directory that appears as `/kiln/output`.
     pub output: PathBuf,
+    /// Where the shim exposes `output` to the sandbox (see `runtime_paths`).
+    pub output_mount: PathBuf,
     pub args: Vec<String>,
     /// Extra environment on top of the defaults.
     pub env: Vec<(String, String)>,
@@ -87,7 +91,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<oci_sp
 /// Build the spec of one task's sandbox.
 pub fn build(p: &SandboxParams) -> Result<Spec, SandboxError> {
     let tmp_size = format!("size={}", p.tmp_size);
-    let output = p.output.to_string_lossy().into_owned();
+    let output = p.output_mount.to_string_lossy().into_owned();
     let mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -155,6 +159,7 @@ pub fn build(p: &SandboxParams) -> Result<Spec, SandboxError> {
     let mut annotations = HashMap::from([
         (ANNOTATION_LOWER.to_owned(), p.lower.to_string_lossy().into_owned()),
         (ANNOTATION_TIMEOUT.to_owned(), p.timeout_secs.to_string()),
+        (ANNOTATION_OUTPUT.to_owned(), p.output.to_string_lossy().into_owned()),
     ]);
     if let Some(quota) = p.disk_quota {
         annotations.insert(ANNOTATION_DISK_QUOTA.to_owned(), quota.to_string());
@@ -192,6 +197,8 @@ pub fn add_readonly_bind(spec: &mut Spec, host: &str, inside: &str) -> Result<()
 pub struct Plan {
     pub rootfs: PathBuf,
     pub lower: PathBuf,
+    /// The real output directory and where the sandbox finds it.
+    pub output: Option<(PathBuf, PathBuf)>,
     pub disk_quota: Option<u64>,
     pub timeout_secs: u64,
     pub notice: Option<String>,
@@ -230,6 +237,10 @@ pub fn plan(spec: &Spec) -> Result<Plan, SandboxError> {
     Ok(Plan {
         rootfs: spec.root().as_ref().ok_or_else(|| missing("root"))?.path().clone(),
         lower: annotations.get(ANNOTATION_LOWER).map(PathBuf::from).ok_or_else(|| missing(ANNOTATION_LOWER))?,
+        output: annotations.get(ANNOTATION_OUTPUT).and_then(|real| {
+            let mount = spec.mounts().as_ref()?.iter().find(|m| m.destination() == Path::new(OUTPUT_IN_SANDBOX))?;
+            Some((PathBuf::from(real), mount.source().clone()?))
+        }),
         disk_quota: annotations.get(ANNOTATION_DISK_QUOTA).and_then(|q| q.parse().ok()),
         timeout_secs: annotations.get(ANNOTATION_TIMEOUT).and_then(|t| t.parse().ok()).unwrap_or(14_400),
         notice: annotations.get(ANNOTATION_NOTICE).cloned(),
@@ -266,6 +277,7 @@ mod tests {
             lower: "/cache/7/rootfs".into(),
             rootfs: "/tasks/1/rootfs".into(),
             output: "/tasks/1/output".into(),
+            output_mount: "/run/kiln-agent/outputs/1".into(),
             args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin".into()), ("KILN_OUTPUT".into(), "/elsewhere".into())],
             network,
@@ -287,6 +299,7 @@ mod tests {
         let path = save(&spec, dir.path()).expect("save");
         let plan = plan(&Spec::load(&path).expect("load")).expect("plan");
         assert_eq!(plan.lower, PathBuf::from("/cache/7/rootfs"));
+        assert_eq!(plan.output, Some(("/tasks/1/output".into(), "/run/kiln-agent/outputs/1".into())));
         assert_eq!(plan.disk_quota, Some(5 << 30));
         assert!(plan.new_network, "no network unless asked");
         assert_eq!(plan.uid_map, (0, ID_MAP_BASE, ID_MAP_SIZE));
