@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Seconds a silent worker keeps its running work.
     #[arg(long)]
     pub heartbeat_grace: Option<u64>,
+    /// Seconds after which an assignment its worker does not list is given up.
+    #[arg(long)]
+    pub lost_assignment_after: Option<u64>,
     /// Largest JSON request body, e.g. 1MiB.
     #[arg(long)]
     pub max_json_body: Option<String>,

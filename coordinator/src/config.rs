@@ -31,6 +31,10 @@ pub struct CoordinatorConfig {
     /// A worker seen within this many seconds counts as connected.
     #[serde(default = "default_connected_window")]
     pub connected_window: u64,
+    /// Seconds after an assignment after which a heartbeat that does not
+    /// list it means the agent never got it (the reply to `next` was lost).
+    #[serde(default = "default_lost_assignment_after")]
+    pub lost_assignment_after: u64,
     /// Longest long-poll a worker may ask for, in seconds.
     #[serde(default = "default_max_wait")]
     pub max_wait: u64,
@@ -58,6 +62,9 @@ fn default_max_log_body() -> u64 {
 fn default_connected_window() -> u64 {
     60
 }
+fn default_lost_assignment_after() -> u64 {
+    60
+}
 fn default_max_wait() -> u64 {
     60
 }
@@ -73,6 +80,7 @@ impl Default for CoordinatorConfig {
             max_log_body: default_max_log_body(),
             connected_window: default_connected_window(),
             max_wait: default_max_wait(),
+            lost_assignment_after: default_lost_assignment_after(),
             metrics_public: false,
         }
     }
@@ -108,6 +116,12 @@ impl CoordinatorConfig {
         }
         if self.max_json_body < 1024 {
             return Err(ConfigError::Invalid("max_json_body must be at least 1KiB".into()));
+        }
+        if self.max_log_body < 1024 {
+            return Err(ConfigError::Invalid("max_log_body must be at least 1KiB".into()));
+        }
+        if self.max_wait == 0 || self.connected_window == 0 || self.lost_assignment_after == 0 {
+            return Err(ConfigError::Invalid("max_wait and connected_window must be at least 1 second".into()));
         }
         if self.heartbeat_grace == 0 {
             return Err(ConfigError::Invalid("heartbeat_grace must be at least 1 second".into()));

@@ -33,6 +33,10 @@ impl FileStore {
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let root = data_dir.join("files");
         std::fs::create_dir_all(root.join("tmp"))?;
+        // Uploads interrupted by a crash left partial files: never complete.
+        for entry in std::fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         let store = FileStore { root };
         // An empty declared file is complete at once; make sure it can be read.
         let empty = store.blob_path(EMPTY_SHA256);

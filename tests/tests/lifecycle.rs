@@ -259,3 +259,42 @@ async fn aborting_a_workflow_aborts_its_children() {
         .expect("list children");
     assert_eq!(listed.items.len(), 2);
 }
+
+#[tokio::test]
+async fn an_assignment_whose_reply_was_lost_is_given_up_and_retried() {
+    let c = Coordinator::start_with(&["--lost-assignment-after", "2"]);
+    let user = c.user("alice");
+    let worker = enrolled_worker(&c, "w1", amd64_metadata()).await;
+    let a = user.create_work_request(&noop(&[])).await.expect("a");
+    // The coordinator assigns it, but the agent never hears of it.
+    let _lost = take(&worker).await;
+    let hb = Heartbeat { running: vec![] };
+    assert!(worker.heartbeat(&hb).await.expect("heartbeat").abort.is_empty());
+    assert_eq!(user.work_request(a.id).await.expect("a").status, WorkStatus::Running, "not given up at once");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    worker.heartbeat(&hb).await.expect("heartbeat");
+    let retried = user.work_request(a.id).await.expect("a");
+    assert_eq!((retried.status, retried.attempt), (WorkStatus::Pending, 2));
+    assert_eq!(retried.output_data.get("errors"), Some(&json!([{"code": "worker-forgot"}])));
+    let again = take(&worker).await;
+    assert_eq!((again.id, again.attempt), (a.id, 2), "the worker gets it again");
+    finish(&worker, &again, WorkResult::Success).await;
+}
+
+#[tokio::test]
+async fn resending_the_same_completion_is_idempotent() {
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let worker = enrolled_worker(&c, "w1", amd64_metadata()).await;
+    let a = user.create_work_request(&noop(&[])).await.expect("a");
+    let got = take(&worker).await;
+    let first = finish(&worker, &got, WorkResult::Failure).await;
+    // The reply was lost; the agent sends the same completion again.
+    let again = finish(&worker, &got, WorkResult::Failure).await;
+    assert_eq!((again.status, again.result), (first.status, first.result));
+    assert_eq!(again.attempts.len(), 1);
+    let other = worker
+        .complete(a.id, &Completion { result: WorkResult::Success, attempt: Some(got.attempt), output_data: None })
+        .await;
+    assert_eq!(other.expect_err("a different result is a conflict").code(), Some("already-completed"));
+}

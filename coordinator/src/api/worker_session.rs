@@ -30,7 +30,12 @@ async fn put_metadata(
     ApiJson(metadata): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Worker>, ApiError> {
     let name = who.require_worker()?.name.clone();
-    let record = state.db(move |s| s.set_dynamic_metadata(&name, &metadata)).await?;
+    let record = state
+        .db(move |s| {
+            s.touch_worker(&name, chrono::Utc::now())?;
+            s.set_dynamic_metadata(&name, &metadata)
+        })
+        .await?;
     state.scheduler.wakeup.notify_waiters();
     Ok(Json(super::workers::view(&state, record).await?))
 }
@@ -42,11 +47,15 @@ async fn heartbeat(
 ) -> Result<Json<HeartbeatReply>, ApiError> {
     // A disabled worker still heartbeats: it drains what it runs.
     let name = who.require_worker()?.name.clone();
-    let abort = state
+    // An agent lists work from the moment it arrives, so an assignment it
+    // still does not list after this long never reached it.
+    let forgotten_after = chrono::Duration::seconds(i64::try_from(state.config.lost_assignment_after).unwrap_or(60));
+    let (abort, effects) = state
         .db(move |s| {
-            s.touch_worker(&name, chrono::Utc::now())?;
+            let now = chrono::Utc::now();
+            s.touch_worker(&name, now)?;
             let mut abort = Vec::new();
-            for run in hb.running {
+            for run in &hb.running {
                 let current = s.work_request(run.id)?.is_some_and(|wr| {
                     wr.status == WorkStatus::Running && wr.attempt == run.attempt && wr.worker.as_deref() == Some(&name)
                 });
@@ -54,9 +63,27 @@ async fn heartbeat(
                     abort.push(RunningWork { id: run.id, attempt: run.attempt });
                 }
             }
-            Ok(abort)
+            // Work assigned to it that it does not list, long after the
+            // assignment: the reply to its `next` was lost. Give the attempt
+            // up so the request is retried instead of stranded.
+            let mut effects = crate::store::Effects::default();
+            for held in s.running_for_worker(&name)? {
+                if hb.running.contains(&held) {
+                    continue;
+                }
+                let forgotten = s
+                    .work_request(held.id)?
+                    .and_then(|wr| wr.started_at)
+                    .is_some_and(|t| now - t > forgotten_after);
+                if forgotten {
+                    tracing::warn!(worker = %name, id = held.id, attempt = held.attempt, "the worker does not know this attempt: giving it up");
+                    effects.merge(s.fail_attempt(held, "worker-forgot")?);
+                }
+            }
+            Ok((abort, effects))
         })
         .await?;
+    state.apply(&effects);
     Ok(Json(HeartbeatReply { abort }))
 }
 

@@ -14,6 +14,9 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
     if let Some(cap) = &args.log_cap {
         config.log_cap = parse_size(cap).map_err(anyhow::Error::msg).context("--log-cap")?;
     }
+    if let Some(secs) = args.lost_assignment_after {
+        config.lost_assignment_after = secs;
+    }
     if let Some(grace) = args.heartbeat_grace {
         config.heartbeat_grace = grace;
     }

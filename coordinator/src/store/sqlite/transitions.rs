@@ -47,7 +47,16 @@ pub(super) fn complete(
             return Err(StoreError::conflict("already-aborted", format!("work request {id} was aborted")))
         }
         WorkStatus::Completed => {
-            return Err(StoreError::conflict("already-completed", format!("work request {id} is already completed")))
+            // The same worker resending the same result for the same attempt
+            // (its first reply was lost) is told it is done, not refused.
+            let resend = args.worker.is_some()
+                && args.worker == c.worker
+                && args.attempt == Some(c.attempt)
+                && c.result == Some(args.result);
+            if resend {
+                return Ok((require(tx, id)?, Effects::default()));
+            }
+            return Err(StoreError::conflict("already-completed", format!("work request {id} is already completed")));
         }
         _ => {}
     }
