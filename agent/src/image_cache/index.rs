@@ -119,12 +119,23 @@ pub fn load(cache_dir: &Path) -> Result<BTreeMap<i64, IndexEntry>, IndexError> {
     Ok(entries)
 }
 
-/// Write the index atomically.
-pub fn save<'a>(cache_dir: &Path, entries: impl IntoIterator<Item = &'a IndexEntry>) -> Result<(), IndexError> {
+/// Write the index atomically (temp file, rename); `durable` adds the
+/// fsyncs that make it survive power loss, not only a crash.
+pub fn save<'a>(
+    cache_dir: &Path,
+    entries: impl IntoIterator<Item = &'a IndexEntry>,
+    durable: bool,
+) -> Result<(), IndexError> {
     let path = cache_dir.join(INDEX_FILE);
     let file = IndexFile { version: INDEX_VERSION, entries: entries.into_iter().cloned().collect() };
     let temp = cache_dir.join(format!("{INDEX_TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-    let result = write_synced(&temp, &file).and_then(|()| fs::rename(&temp, &path)).and_then(|()| sync_dir(cache_dir));
+    let result = write_file(&temp, &file, durable).and_then(|()| fs::rename(&temp, &path)).and_then(|()| {
+        if durable {
+            sync_dir(cache_dir)
+        } else {
+            Ok(())
+        }
+    });
     if result.is_err() {
         // The write already failed; a temp file left over is swept at the next start.
         let _ = fs::remove_file(&temp);
@@ -132,12 +143,15 @@ pub fn save<'a>(cache_dir: &Path, entries: impl IntoIterator<Item = &'a IndexEnt
     result.map_err(|source| IndexError::Write { path, source })
 }
 
-fn write_synced(path: &Path, file: &IndexFile) -> io::Result<()> {
+fn write_file(path: &Path, file: &IndexFile, durable: bool) -> io::Result<()> {
     let mut text = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
     text.push(b'\n');
     let mut out = File::options().write(true).create_new(true).open(path)?;
     out.write_all(&text)?;
-    out.sync_all()
+    if durable {
+        out.sync_all()?;
+    }
+    Ok(())
 }
 
 /// fsync a directory so that a rename in it is durable.
@@ -190,7 +204,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         fs::create_dir_all(rootfs_dir(dir.path(), 7)).expect("rootfs");
         let saved = entry(7);
-        save(dir.path(), [&saved]).expect("save");
+        save(dir.path(), [&saved], true).expect("save");
         let text = fs::read_to_string(dir.path().join(INDEX_FILE)).expect("read");
         let json: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(json["version"], 1);
@@ -223,7 +237,7 @@ mod tests {
         assert!(names[0].starts_with("index.json.corrupt-"), "{names:?}");
 
         fs::create_dir_all(rootfs_dir(dir.path(), 1)).expect("rootfs 1");
-        save(dir.path(), [&entry(1), &entry(2)]).expect("save");
+        save(dir.path(), [&entry(1), &entry(2)], true).expect("save");
         assert_eq!(load(dir.path()).expect("load").keys().copied().collect::<Vec<_>>(), vec![1]);
     }
 

@@ -132,7 +132,7 @@ impl ImageCache {
         let entries = index::load(cache_dir)?;
         let known: HashSet<i64> = entries.keys().copied().collect();
         index::sweep(cache_dir, &known).map_err(CacheError::io("clean up", cache_dir))?;
-        index::save(cache_dir, entries.values())?;
+        index::save(cache_dir, entries.values(), true)?;
         let inner = Inner {
             dir: cache_dir.to_owned(),
             max_images: config.max_images,
@@ -145,7 +145,7 @@ impl ImageCache {
         };
         let trash = inner.plan_evictions()?;
         if !trash.is_empty() {
-            inner.write_index()?;
+            inner.write_index(true)?;
             remove_trash(trash);
         }
         Ok(ImageCache { inner: Arc::new(inner) })
@@ -173,18 +173,16 @@ impl ImageCache {
                 }
             }
         };
-        // The image is ready and pinned. Recording its last use and evicting
-        // others is bookkeeping: done in the background, off the task's start
-        // path; failures are logged, not the task's problem.
-        let inner = Arc::clone(&self.inner);
-        tokio::spawn(async move {
-            if let Err(e) = inner.save_index().await {
-                tracing::warn!(artifact_id, error = %e, "failed to record the image's last use");
-            }
-            if let Err(e) = inner.evict().await {
-                tracing::warn!(error = %e, "failed to evict images");
-            }
-        });
+        // The image is ready and pinned. Recording its last use is
+        // bookkeeping: written without fsync (a crash keeps the old or the
+        // new index; only recency could be lost), so it costs the task's
+        // start no disk flush. Failures are logged, not the task's problem.
+        if let Err(e) = self.inner.save_index_relaxed().await {
+            tracing::warn!(artifact_id, error = %e, "failed to record the image's last use");
+        }
+        if let Err(e) = self.inner.evict().await {
+            tracing::warn!(error = %e, "failed to evict images");
+        }
         Ok(ImageLease { artifact_id, sha256, rootfs, _pin: pin })
     }
 
@@ -306,17 +304,26 @@ impl Inner {
         Ok(ids)
     }
 
-    /// Write the index as it is now, off the async threads.
+    /// Write the index as it is now, off the async threads, durably.
     async fn save_index(self: &Arc<Self>) -> Result<(), CacheError> {
+        self.save_index_with(true).await
+    }
+
+    /// The same without fsync, for recency updates.
+    async fn save_index_relaxed(self: &Arc<Self>) -> Result<(), CacheError> {
+        self.save_index_with(false).await
+    }
+
+    async fn save_index_with(self: &Arc<Self>, durable: bool) -> Result<(), CacheError> {
         let _order = self.save_lock.lock().await;
         let this = Arc::clone(self);
-        let task = tokio::task::spawn_blocking(move || this.write_index());
+        let task = tokio::task::spawn_blocking(move || this.write_index(durable));
         task.await.map_err(|e| CacheError::Internal { artifact_id: 0, reason: format!("index writer failed: {e}") })?
     }
 
-    fn write_index(&self) -> Result<(), CacheError> {
+    fn write_index(&self, durable: bool) -> Result<(), CacheError> {
         let entries: Vec<IndexEntry> = self.state().entries.values().cloned().collect();
-        index::save(&self.dir, &entries).map_err(CacheError::from)
+        index::save(&self.dir, &entries, durable).map_err(CacheError::from)
     }
 
     /// Decide evictions, drop them from the index in memory and move their
