@@ -7,10 +7,11 @@
 use super::{Outcome, ServerTaskError};
 use crate::files::FileStore;
 use crate::store::{ArtifactFilter, Store, WorkFilter};
+use chrono::{DateTime, Utc};
 use kiln_shared::artifact::{FileSpec, NewArtifact};
 use kiln_shared::work::WorkRequest;
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -25,58 +26,87 @@ pub struct AggregateData {
     pub work_requests: Option<Vec<i64>>,
 }
 
-/// One summarised request.
-fn entry(wr: &WorkRequest) -> Value {
-    let outcome = wr.result.map_or_else(|| wr.status.to_string(), |r| r.to_string());
-    json!({
-        "id": wr.id,
-        "task_type": wr.task_type,
-        "task_name": wr.task_name,
-        "display_name": wr.workflow_data.get("display_name"),
-        "target": wr.workflow_data.get("target"),
-        "status": wr.status,
-        "result": wr.result,
-        "outcome": outcome,
-        "resolved_backend": wr.resolved_backend,
-        "worker": wr.worker,
-        "attempt": wr.attempt,
-        "started_at": wr.started_at,
-        "completed_at": wr.completed_at,
-        "exit_code": wr.output_data.get("exit_code"),
-        "errors": wr.output_data.get("errors"),
-    })
+/// One summarised request (typed, so 10,000 of them stay small).
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub task_type: TaskType,
+    pub task_name: String,
+    pub display_name: Option<Value>,
+    pub target: Option<Value>,
+    pub status: WorkStatus,
+    pub result: Option<WorkResult>,
+    /// The result, or the status when there is none (`aborted`).
+    pub outcome: String,
+    pub resolved_backend: Option<String>,
+    pub worker: Option<String>,
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<Value>,
+    pub errors: Option<Value>,
 }
 
-/// The summary of `items` and whether all of them succeeded.
-pub fn summarize(items: &[WorkRequest]) -> (Value, bool) {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut failed = Vec::new();
-    for wr in items {
-        let outcome = wr.result.map_or_else(|| wr.status.to_string(), |r| r.to_string());
-        *counts.entry(outcome).or_default() += 1;
-        let ok = wr.status == WorkStatus::Completed && wr.result.is_some_and(WorkResult::lets_dependents_run);
-        if !ok {
-            failed.push(wr.id);
+impl Entry {
+    pub fn of(wr: WorkRequest) -> Self {
+        let mut wd = wr.workflow_data;
+        let mut out = wr.output_data;
+        Entry {
+            id: wr.id,
+            task_type: wr.task_type,
+            task_name: wr.task_name,
+            display_name: wd.remove("display_name"),
+            target: wd.remove("target"),
+            status: wr.status,
+            result: wr.result,
+            outcome: wr.result.map_or_else(|| wr.status.to_string(), |r| r.to_string()),
+            resolved_backend: wr.resolved_backend,
+            worker: wr.worker,
+            attempt: wr.attempt,
+            started_at: wr.started_at,
+            completed_at: wr.completed_at,
+            exit_code: out.remove("exit_code"),
+            errors: out.remove("errors"),
         }
     }
-    let all_ok = failed.is_empty();
-    let summary = json!({
-        "total": items.len(),
-        "counts": counts,
-        "failed": failed,
-        "items": items.iter().map(entry).collect::<Vec<_>>(),
-    });
-    (summary, all_ok)
+
+    fn succeeded(&self) -> bool {
+        self.status == WorkStatus::Completed && self.result.is_some_and(WorkResult::lets_dependents_run)
+    }
 }
 
-fn targets(store: &dyn Store, task: &WorkRequest, data: &AggregateData) -> Result<Vec<WorkRequest>, ServerTaskError> {
+/// What `summary.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub counts: BTreeMap<String, u64>,
+    pub failed: Vec<i64>,
+    pub items: Vec<Entry>,
+}
+
+impl Summary {
+    pub fn of(items: Vec<Entry>) -> Self {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &items {
+            *counts.entry(e.outcome.clone()).or_default() += 1;
+        }
+        let failed = items.iter().filter(|e| !e.succeeded()).map(|e| e.id).collect();
+        Summary { total: items.len(), counts, failed, items }
+    }
+
+    pub fn all_succeeded(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The entries to summarise, read one request at a time.
+fn entries(store: &dyn Store, task: &WorkRequest, data: &AggregateData) -> Result<Vec<Entry>, ServerTaskError> {
     if let Some(ids) = &data.work_requests {
         return ids
             .iter()
-            .map(|id| {
-                store
-                    .work_request(*id)?
-                    .ok_or_else(|| ServerTaskError::invalid(format!("work request {id} does not exist")))
+            .map(|id| match store.work_request(*id)? {
+                Some(wr) => Ok(Entry::of(wr)),
+                None => Err(ServerTaskError::invalid(format!("work request {id} does not exist"))),
             })
             .collect();
     }
@@ -90,16 +120,16 @@ fn targets(store: &dyn Store, task: &WorkRequest, data: &AggregateData) -> Resul
         let page = store.list_work_requests(&filter)?;
         let Some(last) = page.last() else { break };
         before = Some(last.id);
-        all.extend(page.into_iter().filter(|wr| wr.id != task.id && wr.task_type != TaskType::Internal));
+        let wanted = page.into_iter().filter(|wr| wr.id != task.id && wr.task_type != TaskType::Internal);
+        all.extend(wanted.map(Entry::of));
     }
-    all.sort_by_key(|wr| wr.id);
+    all.sort_by_key(|e| e.id);
     Ok(all)
 }
 
 pub fn run(store: &dyn Store, files: &FileStore, task: &WorkRequest) -> Result<Outcome, ServerTaskError> {
     let data: AggregateData = super::parse(&task.task_data)?;
-    let items = targets(store, task, &data)?;
-    let (summary, all_ok) = summarize(&items);
+    let summary = Summary::of(entries(store, task, &data)?);
     // A run interrupted by a restart may have written the artifact already.
     let filter = ArtifactFilter {
         category: Some(CATEGORY.into()),
@@ -115,9 +145,9 @@ pub fn run(store: &dyn Store, files: &FileStore, task: &WorkRequest) -> Result<O
             let mut meta = Map::new();
             meta.insert("work_request".into(), json!(task.id));
             meta.insert("workflow".into(), json!(task.parent));
-            for key in ["total", "counts", "failed"] {
-                meta.insert(key.into(), summary.get(key).cloned().unwrap_or(Value::Null));
-            }
+            meta.insert("total".into(), json!(summary.total));
+            meta.insert("counts".into(), json!(summary.counts));
+            meta.insert("failed".into(), json!(summary.failed));
             let new = NewArtifact {
                 category: CATEGORY.into(),
                 data: meta,
@@ -130,8 +160,8 @@ pub fn run(store: &dyn Store, files: &FileStore, task: &WorkRequest) -> Result<O
     };
     let mut output = Map::new();
     output.insert("artifacts".into(), json!([artifact.id]));
-    output.insert("summary".into(), json!({"total": summary["total"], "counts": summary["counts"]}));
-    let result = if all_ok { WorkResult::Success } else { WorkResult::Failure };
+    output.insert("summary".into(), json!({"total": summary.total, "counts": summary.counts}));
+    let result = if summary.all_succeeded() { WorkResult::Success } else { WorkResult::Failure };
     Ok(Outcome { result, output_data: output })
 }
 
@@ -154,18 +184,19 @@ mod tests {
 
     #[test]
     fn counts_outcomes_and_fails_unless_all_succeeded() {
-        let ok = [
+        let summary = |items: Vec<WorkRequest>| Summary::of(items.into_iter().map(Entry::of).collect());
+        let ok = summary(vec![
             wr(2, WorkStatus::Completed, Some(WorkResult::Success)),
             wr(3, WorkStatus::Completed, Some(WorkResult::Skipped)),
-        ];
-        let (summary, all_ok) = summarize(&ok);
-        assert!(all_ok);
-        assert_eq!(summary["counts"], json!({"success": 1, "skipped": 1}));
-        assert_eq!(summary["items"][0]["target"]["architecture"], json!("amd64"));
-        let mixed = [wr(2, WorkStatus::Completed, Some(WorkResult::Failure)), wr(3, WorkStatus::Aborted, None)];
-        let (summary, all_ok) = summarize(&mixed);
-        assert!(!all_ok);
-        assert_eq!(summary["failed"], json!([2, 3]));
-        assert_eq!(summary["counts"], json!({"failure": 1, "aborted": 1}));
+        ]);
+        assert!(ok.all_succeeded());
+        let json = serde_json::to_value(&ok).expect("serialize");
+        assert_eq!(json["counts"], json!({"success": 1, "skipped": 1}));
+        assert_eq!(json["items"][0]["target"]["architecture"], json!("amd64"));
+        let mixed =
+            summary(vec![wr(2, WorkStatus::Completed, Some(WorkResult::Failure)), wr(3, WorkStatus::Aborted, None)]);
+        assert!(!mixed.all_succeeded());
+        assert_eq!(mixed.failed, vec![2, 3]);
+        assert_eq!(json!(mixed.counts), json!({"failure": 1, "aborted": 1}));
     }
 }
