@@ -44,7 +44,7 @@ impl AppState {
         if !effects.finished.is_empty() {
             self.log_activity.notify_waiters();
         }
-        if !effects.coordinator.is_empty() || !effects.finished.is_empty() {
+        if !effects.coordinator.is_empty() {
             self.coordinator_work.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
