@@ -85,5 +85,41 @@ pub enum Command {
     },
     /// Try a backend for real; exit 0 when it works.
     #[command(hide = true)]
-    ProbeBackend { backend: String },
+    ProbeBackend {
+        backend: String,
+        /// qemu: boot this stored system image under KVM, print the verdict.
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
+    /// Environment images (docs/system-image.md).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Turn a system tarball into a bootable `kiln:system-image` directory
+    /// (disk.qcow2, vmlinuz, initrd.img, image.json) for qemu.
+    Build {
+        /// The root filesystem tarball (a `kiln:system-tarball`).
+        #[arg(long)]
+        tarball: PathBuf,
+        /// Debian kernel package(s) to install into it, e.g. from
+        /// `apt-get download linux-image-cloud-amd64`'s dependency; not
+        /// needed when the tarball already has /boot/vmlinuz-*.
+        #[arg(long = "kernel-deb")]
+        kernel_debs: Vec<PathBuf>,
+        /// Directory to write the image's files into.
+        #[arg(long)]
+        output: PathBuf,
+        /// A static busybox for the initramfs (busybox-static).
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// Debian architecture of the image.
+        #[arg(long, default_value = "amd64")]
+        architecture: String,
+        /// Virtual size of the disk, e.g. 8GiB (default: room for the tree and then some).
+        #[arg(long)]
+        disk_size: Option<String>,
+    },
 }

@@ -1,6 +1,6 @@
 //! The agent's subcommands, each a short function.
 
-use crate::cli::{Cli, Command, Overrides};
+use crate::cli::{Cli, Command, ImageCommand, Overrides};
 use crate::config::{AgentConfig, Role, DEFAULT_CONFIG_PATH};
 use anyhow::Context as _;
 use kiln_shared::size::parse_size;
@@ -84,7 +84,27 @@ fn apply(c: &mut AgentConfig, o: &Overrides) -> anyhow::Result<()> {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Shim { task_dir }) => return Ok(crate::supervisor::shim::main(task_dir)),
-        Some(Command::ProbeBackend { backend }) => return crate::probe::run(backend),
+        Some(Command::ProbeBackend { backend, image }) => return crate::probe::run(backend, image.as_deref()),
+        Some(Command::Image(ImageCommand::Build {
+            tarball,
+            kernel_debs,
+            output,
+            busybox,
+            architecture,
+            disk_size,
+        })) => {
+            let options = crate::backends::qemu::build::BuildOptions {
+                tarball: tarball.clone(),
+                kernel_debs: kernel_debs.clone(),
+                output: output.clone(),
+                busybox: busybox.clone(),
+                architecture: architecture.clone(),
+                disk_size: disk_size.as_deref().map(|s| size("disk-size", s)).transpose()?.unwrap_or(0),
+            };
+            let manifest = crate::backends::qemu::build::build(&options)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            return Ok(0);
+        }
         _ => {}
     }
     let config = load_config(&cli)?;
@@ -122,6 +142,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             runtime.block_on(crate::run(config))?;
             Ok(0)
         }
-        Some(Command::Shim { .. } | Command::ProbeBackend { .. }) => Ok(0),
+        Some(Command::Shim { .. } | Command::ProbeBackend { .. } | Command::Image(_)) => Ok(0),
     }
 }

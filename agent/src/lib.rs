@@ -2,6 +2,7 @@
 //! of environment images, runs each task isolated under its own supervisor
 //! process (a *shim*), streams logs and uploads results.
 
+pub mod backends;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
@@ -24,10 +25,18 @@ pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
     let token = session::load_or_create_token(&config.data_dir)
         .with_context(|| format!("failed to read or create the token in {}", config.data_dir.display()))?;
     let client = session::register(&config, &token).await.context("failed to register with the coordinator")?;
-    let cache =
-        image_cache::ImageCache::open(&config.data_dir.join("cache"), &config.image_cache, sandbox::ID_MAP_BASE)
-            .context("failed to open the image cache")?;
     let exe = std::env::current_exe().context("failed to find this executable")?;
+    let stores = backends::image_stores(&config, &exe);
+    let cache = image_cache::ImageCache::open_with_stores(
+        &config.data_dir.join("cache"),
+        &config.image_cache,
+        sandbox::ID_MAP_BASE,
+        stores,
+    )
+    .context("failed to open the image cache")?;
+    if let Err(e) = cache.reconcile_stores().await {
+        tracing::warn!(error = %e, "failed to reconcile the image stores with the cache");
+    }
     let metadata = daemon::probe(&config, &exe).await;
     tracing::info!(
         unshare = ?metadata.get("executor:unshare:available"),

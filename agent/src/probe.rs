@@ -7,17 +7,39 @@ use crate::sandbox::spec::{self, SandboxParams};
 use crate::supervisor::task_dir::{Outcome, TaskDir};
 use anyhow::Context as _;
 
-pub fn run(backend: &str) -> anyhow::Result<i32> {
-    match backend {
-        "unshare" => unshare(),
-        other => {
-            eprintln!("backend {other} is not implemented in this build yet");
+/// Exit 0 when `backend` works, printing extra metadata as
+/// `executor:<backend>:<key>=<JSON>` lines on stdout; otherwise exit 1 with
+/// the reason as the last line on stderr. With `image` (qemu): boot that
+/// stored system image under KVM and print the verdict as JSON.
+pub fn run(backend: &str, image: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    if let Some(dir) = image {
+        println!("{}", serde_json::to_string(&crate::backends::qemu::store::probe_accel(dir))?);
+        return Ok(0);
+    }
+    let Some(b) = crate::backends::by_name(backend) else {
+        eprintln!("unknown backend {backend:?}");
+        return Ok(1);
+    };
+    match b.probe() {
+        Ok(extra) => {
+            for (key, value) in extra {
+                println!("{key}={value}");
+            }
+            Ok(0)
+        }
+        Err(reason) => {
+            eprintln!("{reason}");
             Ok(1)
         }
     }
 }
 
-fn unshare() -> anyhow::Result<i32> {
+/// The unshare probe: `true` in a full sandbox; why not when it fails.
+pub fn unshare_works() -> Result<(), String> {
+    unshare().map_err(|e| format!("{e:#}"))
+}
+
+fn unshare() -> anyhow::Result<()> {
     let work =
         tempfile::Builder::new().prefix("kiln-probe-").tempdir().context("failed to create a probe directory")?;
     let lower = work.path().join("lower");
@@ -52,18 +74,14 @@ fn unshare() -> anyhow::Result<i32> {
     let code = crate::supervisor::shim::supervise_here(&task.path);
     let status = task.read_status()?;
     match status {
-        Some(s) if code == 0 && s.outcome == Outcome::Exited && s.exit_code == Some(0) => Ok(0),
+        Some(s) if code == 0 && s.outcome == Outcome::Exited && s.exit_code == Some(0) => Ok(()),
         Some(s) => {
             let log = std::fs::read_to_string(task.log()).unwrap_or_default();
             let reason =
                 s.setup_error.unwrap_or_else(|| format!("the probe task ended {:?} with {:?}", s.outcome, s.exit_code));
             eprintln!("{log}");
-            eprintln!("{}", reason.lines().last().unwrap_or("unknown failure"));
-            Ok(1)
+            anyhow::bail!("{}", reason.lines().last().unwrap_or("unknown failure"))
         }
-        None => {
-            eprintln!("the probe's shim wrote no status");
-            Ok(1)
-        }
+        None => anyhow::bail!("the probe's shim wrote no status"),
     }
 }

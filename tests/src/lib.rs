@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod images;
+pub mod incus;
 pub mod work;
 
 use kiln_shared::client::Client;

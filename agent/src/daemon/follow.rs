@@ -63,6 +63,14 @@ pub async fn follow(ctx: &Context, mut record: TaskRecord, abort: &AtomicBool, l
             if let Ok(cg) = cgroup::TaskCgroup::open(&layout, &name) {
                 let _ = cg.remove();
             }
+            // The backend removes what the shim owned (an Incus container).
+            if let Some(backend) = crate::backends::by_name(&record.backend) {
+                let lost = dir.clone();
+                let cleanup = tokio::task::spawn_blocking(move || backend.cleanup(&lost));
+                for problem in cleanup.await.unwrap_or_default() {
+                    tracing::warn!(id = record.id, %problem, "cleaning up after a lost shim");
+                }
+            }
             shipper.flush(ctx, &dir, &mut record).await;
             tracing::error!(id = record.id, attempt = record.attempt, "the task's shim is gone without a status");
             record.result = Some(error_result("shim-lost", "the task's supervisor ended without recording a status"));

@@ -1,13 +1,14 @@
 //! Starting one assigned work request: `noop` completes at once; `command`
-//! gets its image from the cache, has its sandbox described as a spec in a
-//! fresh task directory, is recorded in the journal, and runs under a
-//! detached shim that `follow` then watches.
+//! picks its backend, gets its image from the cache (imported into the
+//! backend's store), has the backend describe it in a fresh task directory,
+//! is recorded in the journal, and runs under a detached shim that `follow`
+//! then watches.
 
 use super::follow::{error_result, follow};
 use super::report::report;
 use super::Context;
-use crate::image_cache::ImageLease;
-use crate::sandbox::spec::{self, SandboxParams};
+use crate::backends::{self, AgentSide, Backend, TaskParams};
+use crate::image_cache::{ImageLease, Want};
 use crate::supervisor::journal::TaskRecord;
 use crate::supervisor::process::ProcessRef;
 use crate::supervisor::task_dir::TaskDir;
@@ -50,9 +51,9 @@ pub async fn run(ctx: Arc<Context>, wr: WorkRequest, abort: Arc<AtomicBool>) {
     }
 }
 
-/// The backend this agent uses for `task_data`: the simplest acceptable one
-/// that it has available.
-fn choose_backend(ctx: &Context, data: &Map<String, Value>) -> Result<&'static str, TaskError> {
+/// The acceptable backends for `task_data` that this agent has available,
+/// simplest first (DESIGN §5).
+fn available_backends(ctx: &Context, data: &Map<String, Value>) -> Result<Vec<&'static str>, TaskError> {
     let asked = data.get("backend").and_then(Value::as_str).unwrap_or("auto");
     let acceptable: &[&'static str] = match (asked, data.get("needs").and_then(Value::as_str)) {
         ("auto", Some("container")) => &["unshare", "incus-lxc"],
@@ -64,8 +65,36 @@ fn choose_backend(ctx: &Context, data: &Map<String, Value>) -> Result<&'static s
         ("qemu", _) => &["qemu"],
         (other, _) => return Err(TaskError::new("backend-unavailable", format!("unknown backend {other:?}"))),
     };
-    acceptable.iter().copied().find(|b| ctx.backend_available(b)).ok_or_else(|| {
-        TaskError::new("backend-unavailable", format!("none of {acceptable:?} is available on this agent"))
+    let available: Vec<&'static str> = acceptable.iter().copied().filter(|b| ctx.backend_available(b)).collect();
+    if available.is_empty() {
+        return Err(TaskError::new(
+            "backend-unavailable",
+            format!("none of {acceptable:?} is available on this agent"),
+        ));
+    }
+    Ok(available)
+}
+
+/// The backend this agent uses: the simplest acceptable one it has
+/// available that runs the environment's kind of image (a system tarball
+/// or a bootable system image).
+async fn choose_backend(
+    ctx: &Context,
+    data: &Map<String, Value>,
+    env_id: i64,
+) -> Result<&'static dyn Backend, TaskError> {
+    let candidates: Vec<&'static dyn Backend> =
+        available_backends(ctx, data)?.into_iter().filter_map(backends::by_name).collect();
+    let first = *candidates.first().ok_or_else(|| TaskError::new("backend-unavailable", "no known backend"))?;
+    if candidates.iter().all(|b| b.image_category() == first.image_category()) {
+        return Ok(first);
+    }
+    let artifact =
+        ctx.client.artifact(env_id).await.map_err(|e| {
+            TaskError::new("image-download-failed", format!("failed to look up environment {env_id}: {e}"))
+        })?;
+    candidates.into_iter().find(|b| b.image_category() == artifact.category).ok_or_else(|| {
+        TaskError::new("backend-unavailable", format!("no available backend runs a {} environment", artifact.category))
     })
 }
 
@@ -77,18 +106,15 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 
 async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLease), TaskError> {
     let data = &wr.task_data;
-    let backend = choose_backend(ctx, data)?;
-    if backend != "unshare" {
-        return Err(TaskError::new(
-            "backend-unavailable",
-            format!("backend {backend} is not implemented by this agent yet"),
-        ));
-    }
     let env_id = data
         .get("environment")
         .and_then(Value::as_i64)
         .ok_or_else(|| TaskError::new("invalid-task", "no environment"))?;
-    let lease = ctx.cache.acquire(&ctx.client, env_id).await.map_err(|e| TaskError::new(e.code(), e.to_string()))?;
+    let chosen = choose_backend(ctx, data, env_id).await?;
+    let backend = chosen.name();
+    let want = Want { category: chosen.image_category(), store: chosen.store() };
+    let lease =
+        ctx.cache.acquire_for(&ctx.client, env_id, want).await.map_err(|e| TaskError::new(e.code(), e.to_string()))?;
     let dir = TaskDir::new(ctx.config.data_dir.join("tasks").join(format!("{}-{}", wr.id, wr.attempt)));
     let io = |what: &'static str| move |e: std::io::Error| TaskError::new("agent-io", format!("failed to {what}: {e}"));
     if dir.path.exists() {
@@ -98,11 +124,9 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
     let wants_network = data.get("network").and_then(Value::as_bool).unwrap_or(false);
     let network = wants_network && ctx.config.allow_network;
     let limits = &ctx.config.limits;
-    let params = SandboxParams {
-        lower: lease.rootfs.clone(),
-        rootfs: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&dir.path)).0,
-        output: dir.output(),
-        output_mount: crate::sandbox::runtime_paths(&crate::supervisor::shim::cgroup_name(&dir.path)).1,
+    let params = TaskParams {
+        artifact_id: env_id,
+        image: lease.rootfs.clone(),
         args: strings(data.get("command")),
         env: data
             .get("env")
@@ -120,13 +144,14 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
         notice: (wants_network && !network)
             .then(|| "network was requested, but this agent does not allow it: running without network".to_owned()),
     };
-    if let (Some(quota), Some(pool)) = (params.disk_quota, &ctx.layers) {
+    if let (Some(quota), Some(pool), backends::UNSHARE) = (params.disk_quota, &ctx.layers, backend) {
         if pool.take(quota, &dir.path.join("layer.img")) {
             super::refill_layers(ctx);
         }
     }
-    let spec = spec::build(&params).map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
-    spec::save(&spec, &dir.path).map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
+    chosen
+        .prepare(&params, &AgentSide::new(&ctx.config.data_dir), &dir)
+        .map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
     let mut record = TaskRecord::new(wr.id, wr.attempt, dir.path.clone(), backend, Some(lease.sha256.clone()));
     record.environment = Some(env_id);
     ctx.journal.write(&record).map_err(io("write the journal"))?;

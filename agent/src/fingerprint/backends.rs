@@ -11,38 +11,50 @@ use std::time::Duration;
 /// How long `kiln-agent probe-backend <b>` may take.
 pub const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The reason given for backends this build cannot run yet.
-pub const NOT_IMPLEMENTED: &str = "backend not implemented in this build yet";
-
 /// `executor:<backend>:reason`, set when the backend is unavailable.
 pub fn backend_reason_key(backend: &str) -> String {
     format!("executor:{backend}:reason")
 }
 
-/// Adds `executor:<b>:available` (and `:reason` when false) for each enabled backend.
+/// Adds `executor:<b>:available` (and `:reason` when false, or the extra
+/// keys its probe reports when true) for each enabled backend.
 pub(crate) fn probe_into(map: &mut Map<String, Value>, enabled: &[String], agent_exe: &Path, timeout: Duration) {
     for backend in enabled {
         let result = match backend.as_str() {
-            "unshare" => probe_via_agent(agent_exe, backend, timeout),
-            "incus-lxc" | "incus-vm" | "qemu" => Err(NOT_IMPLEMENTED.to_owned()),
+            "unshare" | "incus-lxc" | "incus-vm" | "qemu" => probe_via_agent(agent_exe, backend, timeout),
             other => Err(format!("unknown backend {other:?}")),
         };
         map.insert(keys::backend_available(backend), Value::Bool(result.is_ok()));
-        if let Err(reason) = result {
-            tracing::info!(%backend, %reason, "backend unavailable");
-            map.insert(backend_reason_key(backend), Value::String(reason));
+        match result {
+            Ok(extra) => map.extend(extra),
+            Err(reason) => {
+                tracing::info!(%backend, %reason, "backend unavailable");
+                map.insert(backend_reason_key(backend), Value::String(reason));
+            }
         }
     }
 }
 
-/// Runs `<agent_exe> probe-backend <backend>`: exit 0 means available;
+/// Runs `<agent_exe> probe-backend <backend>`: exit 0 means available, and
+/// stdout lines `executor:<backend>:<key>=<JSON>` are extra metadata;
 /// otherwise the reason is the last line it printed on stderr.
-pub(crate) fn probe_via_agent(agent_exe: &Path, backend: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) fn probe_via_agent(
+    agent_exe: &Path,
+    backend: &str,
+    timeout: Duration,
+) -> Result<Map<String, Value>, String> {
     let mut cmd = Command::new(agent_exe);
     cmd.args(["probe-backend", backend]);
     let out = run_with_timeout(cmd, timeout).map_err(|e| e.to_string())?;
     if out.status.success() {
-        return Ok(());
+        let prefix = format!("executor:{backend}:");
+        return Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.starts_with(&prefix) && !k.ends_with(":available") && !k.ends_with(":reason"))
+            .filter_map(|(k, v)| Some((k.to_owned(), serde_json::from_str(v).ok()?)))
+            .collect());
     }
     let last_line = out.stderr.lines().map(str::trim).rfind(|l| !l.is_empty());
     Err(match last_line {
@@ -64,15 +76,29 @@ mod tests {
     }
 
     #[test]
-    fn unshare_is_available_when_the_agent_says_so() {
+    fn a_backend_is_available_when_the_agent_says_so() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let agent = script(dir.path(), "kiln-agent", r#"[ "$1 $2" = "probe-backend unshare" ] || exit 9"#);
-        let map = probe(&["unshare", "qemu"], &agent, BACKEND_PROBE_TIMEOUT);
+        let agent = script(
+            dir.path(),
+            "kiln-agent",
+            r#"case "$1 $2" in
+                "probe-backend unshare") exit 0 ;;
+                "probe-backend incus-lxc") echo 'executor:incus-lxc:network=false'; echo 'executor:other:x=1'; exit 0 ;;
+                *) echo 'vhost_vsock kernel module not loaded' >&2; exit 1 ;;
+            esac"#,
+        );
+        let map = probe(&["unshare", "incus-lxc", "incus-vm"], &agent, BACKEND_PROBE_TIMEOUT);
         assert_eq!(map.get("executor:unshare:available"), Some(&Value::Bool(true)));
         assert_eq!(map.get("executor:unshare:reason"), None);
-        assert_eq!(map.get("executor:qemu:available"), Some(&Value::Bool(false)));
-        assert_eq!(map.get("executor:qemu:reason"), Some(&Value::String(NOT_IMPLEMENTED.into())));
-        assert_eq!(map.len(), 3, "{map:?}");
+        assert_eq!(map.get("executor:incus-lxc:available"), Some(&Value::Bool(true)));
+        assert_eq!(map.get("executor:incus-lxc:network"), Some(&Value::Bool(false)));
+        assert_eq!(map.get("executor:other:x"), None, "a probe only speaks for its own backend");
+        assert_eq!(map.get("executor:incus-vm:available"), Some(&Value::Bool(false)));
+        assert_eq!(
+            map.get("executor:incus-vm:reason"),
+            Some(&Value::String("vhost_vsock kernel module not loaded".into()))
+        );
+        assert_eq!(map.len(), 5, "{map:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod limits;
 mod run;
 mod system;
 
-pub use backends::{backend_reason_key, BACKEND_PROBE_TIMEOUT, NOT_IMPLEMENTED};
+pub use backends::{backend_reason_key, BACKEND_PROBE_TIMEOUT};
 
 use crate::config::{AgentConfig, Role};
 use kiln_shared::worker::keys;
@@ -152,7 +152,7 @@ mod tests {
             "executor:unshare:available": false,
             "executor:unshare:reason": "unshare: user namespaces are disabled",
             "executor:incus-vm:available": false,
-            "executor:incus-vm:reason": NOT_IMPLEMENTED,
+            "executor:incus-vm:reason": "unshare: user namespaces are disabled",
             "limits:cgroup": "none",
             "limits:memory": false,
             "limits:pids": false,

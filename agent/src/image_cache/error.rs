@@ -41,6 +41,8 @@ pub enum CacheError {
     Locked { path: PathBuf },
     #[error("failed to get image artifact {artifact_id}: {reason}")]
     Internal { artifact_id: i64, reason: String },
+    #[error("failed to put image artifact {artifact_id} into the {store} image store: {source}")]
+    Store { artifact_id: i64, store: String, source: super::stores::StoreError },
     /// The failure of a download another caller started and this one waited for.
     #[error(transparent)]
     Shared(Arc<CacheError>),
@@ -63,6 +65,7 @@ impl CacheError {
             | CacheError::Index(_)
             | CacheError::Locked { .. }
             | CacheError::Internal { .. } => "image-io",
+            CacheError::Store { .. } => "image-store-failed",
             CacheError::Shared(inner) => inner.code(),
         }
     }

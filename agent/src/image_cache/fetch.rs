@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
-/// The only category the cache unpacks (disk images come with QEMU/Incus).
+/// The category the cache unpacks.
 pub const TARBALL_CATEGORY: &str = "kiln:system-tarball";
+/// The category the cache keeps as downloaded (bootable disk images).
+pub const IMAGE_CATEGORY: &str = "kiln:system-image";
 
 /// The tarball of an image artifact: its single file, or the single one
 /// whose name contains `.tar`.
@@ -62,8 +64,46 @@ pub fn verify(artifact_id: i64, file: &ArtifactFile, sha256: &str, size: u64) ->
     })
 }
 
+/// Check that `artifact` is a complete system image with its manifest.
+pub fn check_image_artifact(artifact: &Artifact) -> Result<(), CacheError> {
+    let artifact_id = artifact.id;
+    if artifact.category != IMAGE_CATEGORY {
+        return Err(CacheError::WrongCategory { artifact_id, category: artifact.category.clone() });
+    }
+    if artifact.state != ArtifactState::Complete {
+        return Err(CacheError::Incomplete { artifact_id });
+    }
+    let plain = |p: &str| !p.is_empty() && !p.contains('/') && p != "." && p != "..";
+    if !artifact.files.iter().any(|f| f.path == "image.json") || !artifact.files.iter().all(|f| plain(&f.path)) {
+        return Err(CacheError::NoTarball {
+            artifact_id,
+            files: artifact.files.iter().map(|f| f.path.clone()).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// Look the artifact up and check it is a complete `category` image.
+pub async fn lookup(client: &Client, artifact_id: i64, category: &str) -> Result<Artifact, CacheError> {
+    let artifact = client.artifact(artifact_id).await.map_err(|source| CacheError::Lookup { artifact_id, source })?;
+    if artifact.category != category {
+        return Err(CacheError::WrongCategory { artifact_id, category: artifact.category.clone() });
+    }
+    match category {
+        IMAGE_CATEGORY => check_image_artifact(&artifact)?,
+        _ => drop(check_artifact(&artifact)?),
+    }
+    Ok(artifact)
+}
+
 /// Removes a temporary file or directory when dropped.
-struct Temp(PathBuf);
+pub struct Temp(PathBuf);
+
+impl Temp {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for Temp {
     fn drop(&mut self) {
@@ -88,14 +128,55 @@ pub async fn fetch(
     id_shift: u32,
     on_download: impl FnOnce(),
 ) -> Result<(String, ExtractStats), CacheError> {
-    let artifact = client.artifact(artifact_id).await.map_err(|source| CacheError::Lookup { artifact_id, source })?;
-    let file = check_artifact(&artifact)?;
-    let tarball = Temp(temp_path(cache_dir, DOWNLOAD_PREFIX, artifact_id));
+    let artifact = lookup(client, artifact_id, TARBALL_CATEGORY).await?;
     on_download();
-    let (sha256, size) = download(client, artifact_id, file, &tarball.0).await?;
-    verify(artifact_id, file, &sha256, size)?;
+    let (tarball, sha256) = download_tarball(cache_dir, client, &artifact).await?;
     let stats = unpack(cache_dir, artifact_id, tarball, id_shift).await?;
     Ok((sha256, stats))
+}
+
+/// Download and verify the tarball of a checked `artifact` into a temporary
+/// file of the cache; the file (removed when dropped) and its sha256.
+pub async fn download_tarball(
+    cache_dir: &Path,
+    client: &Client,
+    artifact: &Artifact,
+) -> Result<(Temp, String), CacheError> {
+    let file = check_artifact(artifact)?;
+    let tarball = Temp(temp_path(cache_dir, DOWNLOAD_PREFIX, artifact.id));
+    let (sha256, size) = download(client, artifact.id, file, &tarball.0).await?;
+    verify(artifact.id, file, &sha256, size)?;
+    Ok((tarball, sha256))
+}
+
+/// Download and verify every file of a checked system image into
+/// `<cache-dir>/<id>/image/`; the sha256 of its largest file (the disk) and
+/// the bytes downloaded.
+pub async fn download_image(
+    cache_dir: &Path,
+    client: &Client,
+    artifact: &Artifact,
+) -> Result<(String, u64), CacheError> {
+    let artifact_id = artifact.id;
+    let staging = Temp(temp_path(cache_dir, UNPACK_PREFIX, artifact_id));
+    let files = staging.0.join("image");
+    fs::create_dir_all(&files).map_err(CacheError::io("create", &files))?;
+    let (mut total, mut main) = (0u64, (0u64, String::new()));
+    for file in &artifact.files {
+        let (sha256, size) = download(client, artifact_id, file, &files.join(&file.path)).await?;
+        verify(artifact_id, file, &sha256, size)?;
+        total += size;
+        if size >= main.0 {
+            main = (size, sha256);
+        }
+    }
+    let target = image_dir(cache_dir, artifact_id);
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_dir_all(&target).map_err(CacheError::io("remove", &target))?;
+    }
+    fs::rename(&staging.0, &target).map_err(CacheError::io("rename", &staging.0))?;
+    sync_dir(cache_dir).map_err(CacheError::io("sync", cache_dir))?;
+    Ok((main.1, total))
 }
 
 /// Stream the file to `to`, hashing on the way; returns (sha256, bytes).
@@ -130,7 +211,12 @@ async fn download(
 
 /// Unpack the tarball (then delete it) into a staging directory, sync it
 /// and rename it to `<cache-dir>/<id>`, on a blocking thread.
-async fn unpack(cache_dir: &Path, artifact_id: i64, tarball: Temp, id_shift: u32) -> Result<ExtractStats, CacheError> {
+pub async fn unpack(
+    cache_dir: &Path,
+    artifact_id: i64,
+    tarball: Temp,
+    id_shift: u32,
+) -> Result<ExtractStats, CacheError> {
     let cache_dir = cache_dir.to_owned();
     let task = tokio::task::spawn_blocking(move || {
         let staging = Temp(temp_path(&cache_dir, UNPACK_PREFIX, artifact_id));

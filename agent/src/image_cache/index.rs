@@ -77,6 +77,19 @@ pub fn rootfs_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
     image_dir(cache_dir, artifact_id).join("rootfs")
 }
 
+/// The files of system image `artifact_id` (kept as downloaded).
+pub fn image_files_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
+    image_dir(cache_dir, artifact_id).join("image")
+}
+
+/// What a cached image consists of: its unpacked root filesystem (system
+/// tarballs) or its files (system images), if present.
+pub fn content_dir(cache_dir: &Path, artifact_id: i64) -> Option<PathBuf> {
+    [rootfs_dir(cache_dir, artifact_id), image_files_dir(cache_dir, artifact_id)]
+        .into_iter()
+        .find(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+}
+
 /// Parse the index text, by id; an error says why it cannot be trusted.
 pub fn parse(text: &str) -> Result<BTreeMap<i64, IndexEntry>, String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -110,7 +123,7 @@ pub fn load(cache_dir: &Path) -> Result<BTreeMap<i64, IndexEntry>, IndexError> {
     };
     entries.retain(|id, _| {
         let rootfs = rootfs_dir(cache_dir, *id);
-        let present = fs::symlink_metadata(&rootfs).map(|m| m.is_dir()).unwrap_or(false);
+        let present = content_dir(cache_dir, *id).is_some();
         if !present {
             tracing::warn!(artifact_id = id, rootfs = %rootfs.display(), "cached image is missing; forgetting it");
         }

@@ -11,20 +11,28 @@
 //! - [`policy`]: the pure eviction decision;
 //! - [`index`]: the on-disk index, written atomically;
 //! - [`fetch`]: download, verification and unpacking of one image;
+//! - [`stores`]: the backend image stores kept in step with the cache;
+//! - `sync`: getting an image (into a store), eviction from the stores,
+//!   reconciling them at start-up;
 //! - this module: the cache itself, its single flight and its pins.
+//!
+//! `kiln:system-image` artifacts (bootable disks for qemu) are cached too,
+//! as downloaded, in `<cache-dir>/<artifact-id>/image/`.
 
 pub mod error;
 pub mod extract;
 pub mod fetch;
 pub mod index;
 pub mod policy;
+pub mod stores;
+mod sync;
 
 pub use error::CacheError;
 pub use index::IndexEntry;
 
 use crate::config::ImageCacheConfig;
 use chrono::Utc;
-use index::{EntryState, EVICT_PREFIX};
+use index::EVICT_PREFIX;
 use kiln_shared::client::Client;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -52,6 +60,8 @@ struct Inner {
     /// Serialises index writes so that a newer snapshot is never overwritten by an older one.
     save_lock: tokio::sync::Mutex<()>,
     downloads: AtomicU64,
+    /// Backend stores that images are imported into.
+    stores: Vec<Arc<dyn stores::ImageStore>>,
     /// Held for the cache's lifetime: one process per cache directory.
     _lock: Flock<File>,
 }
@@ -65,12 +75,26 @@ struct State {
     flights: HashMap<i64, Flight>,
 }
 
+/// What a task wants of an image: its category and, if its backend has
+/// one, the store it must be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub category: &'static str,
+    pub store: Option<&'static str>,
+}
+
+impl Want {
+    /// An unpacked system tarball, no store (the unshare backend).
+    pub const TARBALL: Want = Want { category: fetch::TARBALL_CATEGORY, store: None };
+}
+
 /// A cached image in use: unpinned when dropped.
 pub struct ImageLease {
     pub artifact_id: i64,
-    /// sha256 of the tarball the image was unpacked from.
+    /// sha256 of the tarball the image was unpacked from (of a system
+    /// image: of its disk).
     pub sha256: String,
-    /// The unpacked root filesystem.
+    /// The unpacked root filesystem (of a system image: its files).
     pub rootfs: PathBuf,
     _pin: Pin,
 }
@@ -113,6 +137,17 @@ impl ImageCache {
     /// index does not know and leftovers of interrupted work, and apply the
     /// limits of `config`.
     pub fn open(cache_dir: &Path, config: &ImageCacheConfig, id_shift: u32) -> Result<Self, CacheError> {
+        Self::open_with_stores(cache_dir, config, id_shift, Vec::new())
+    }
+
+    /// [`ImageCache::open`], keeping `stores` in step with the cache (call
+    /// [`ImageCache::reconcile_stores`] once the async runtime runs).
+    pub fn open_with_stores(
+        cache_dir: &Path,
+        config: &ImageCacheConfig,
+        id_shift: u32,
+        stores: Vec<Arc<dyn stores::ImageStore>>,
+    ) -> Result<Self, CacheError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -141,6 +176,7 @@ impl ImageCache {
             state: Mutex::new(State { entries, ..State::default() }),
             save_lock: tokio::sync::Mutex::new(()),
             downloads: AtomicU64::new(0),
+            stores,
             _lock: lock,
         };
         let trash = inner.plan_evictions()?;
@@ -154,9 +190,16 @@ impl ImageCache {
     /// The image of `artifact_id`, downloaded and unpacked if it is not
     /// cached yet, pinned until the lease is dropped.
     pub async fn acquire(&self, client: &Client, artifact_id: i64) -> Result<ImageLease, CacheError> {
+        self.acquire_for(client, artifact_id, Want::TARBALL).await
+    }
+
+    /// The image of `artifact_id` as `want` needs it: of its category, and
+    /// imported into its store (if not there yet), pinned until the lease
+    /// is dropped.
+    pub async fn acquire_for(&self, client: &Client, artifact_id: i64, want: Want) -> Result<ImageLease, CacheError> {
         let pin = Pin::new(&self.inner, artifact_id);
         let (sha256, rootfs) = loop {
-            let mut flight = match self.inner.ready_or_flight(client, artifact_id) {
+            let mut flight = match self.inner.ready_or_flight(client, artifact_id, want) {
                 Ok(ready) => break ready,
                 Err(flight) => flight,
             };
@@ -220,16 +263,28 @@ impl Inner {
 
     /// The image if it is ready (marking it used), else the download to wait
     /// for, started here if nobody has started it.
-    fn ready_or_flight(self: &Arc<Self>, client: &Client, artifact_id: i64) -> Result<(String, PathBuf), Flight> {
+    fn ready_or_flight(
+        self: &Arc<Self>,
+        client: &Client,
+        artifact_id: i64,
+        want: Want,
+    ) -> Result<(String, PathBuf), Flight> {
         let mut state = self.state();
         if let Some(entry) = state.entries.get_mut(&artifact_id) {
-            let rootfs = index::rootfs_dir(&self.dir, artifact_id);
-            if fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
-                entry.last_used = Utc::now();
-                return Ok((entry.sha256.clone(), rootfs));
+            match index::content_dir(&self.dir, artifact_id) {
+                Some(content) => {
+                    // Not in the store it needs yet: a flight imports it.
+                    if want.store.is_none_or(|s| entry.stores.iter().any(|e| e == s)) {
+                        entry.last_used = Utc::now();
+                        return Ok((entry.sha256.clone(), content));
+                    }
+                }
+                None => {
+                    let dir = index::image_dir(&self.dir, artifact_id);
+                    tracing::warn!(artifact_id, dir = %dir.display(), "cached image vanished; fetching it again");
+                    state.entries.remove(&artifact_id);
+                }
             }
-            tracing::warn!(artifact_id, rootfs = %rootfs.display(), "cached image vanished; fetching it again");
-            state.entries.remove(&artifact_id);
         }
         if let Some(flight) = state.flights.get(&artifact_id) {
             // A closed flight is one whose task died without reporting: start over.
@@ -239,55 +294,8 @@ impl Inner {
         }
         let (done, flight) = watch::channel(None);
         state.flights.insert(artifact_id, flight.clone());
-        tokio::spawn(Inner::fly(Arc::clone(self), client.clone(), artifact_id, done));
+        tokio::spawn(Inner::fly(Arc::clone(self), client.clone(), artifact_id, want, done));
         Err(flight)
-    }
-
-    /// Download and unpack one image, then tell every waiter how it went.
-    async fn fly(
-        self: Arc<Self>,
-        client: Client,
-        artifact_id: i64,
-        done: watch::Sender<Option<Result<(), Arc<CacheError>>>>,
-    ) {
-        let on_download = || {
-            self.downloads.fetch_add(1, Ordering::Relaxed);
-        };
-        // Make room first when the disk is short.
-        if let Err(e) = self.evict().await {
-            tracing::warn!(error = %e, "failed to evict images");
-        }
-        let fetched = fetch::fetch(&self.dir, &client, artifact_id, self.id_shift, on_download).await;
-        let outcome = {
-            let mut state = self.state();
-            let outcome = match fetched {
-                Ok((sha256, stats)) => {
-                    let entry = IndexEntry {
-                        artifact_id,
-                        sha256,
-                        size: stats.bytes,
-                        last_used: Utc::now(),
-                        state: EntryState::Ready,
-                        stores: Vec::new(),
-                    };
-                    state.entries.insert(artifact_id, entry);
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::warn!(artifact_id, code = e.code(), error = %e, "failed to get image");
-                    Err(Arc::new(e))
-                }
-            };
-            state.flights.remove(&artifact_id);
-            outcome
-        };
-        if outcome.is_ok() {
-            // Each acquirer saves the index again and reports a failure to do so.
-            if let Err(e) = self.save_index().await {
-                tracing::warn!(artifact_id, error = %e, "failed to record a new image in the index");
-            }
-        }
-        done.send_replace(Some(outcome));
     }
 
     async fn evict(self: &Arc<Self>) -> Result<Vec<i64>, CacheError> {
@@ -295,12 +303,14 @@ impl Inner {
         if trash.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = trash.iter().map(|(id, _)| *id).collect();
+        let ids = trash.iter().map(|(id, _, _)| *id).collect();
+        let from_stores: Vec<(i64, Vec<String>)> = trash.iter().map(|(id, _, s)| (*id, s.clone())).collect();
         self.save_index().await?;
         let removal = tokio::task::spawn_blocking(move || remove_trash(trash));
         if let Err(e) = removal.await {
             tracing::warn!(error = %e, "removing evicted images failed; they are swept at the next start");
         }
+        self.remove_from_stores(from_stores).await;
         Ok(ids)
     }
 
@@ -330,7 +340,7 @@ impl Inner {
     /// directories aside (a rename, so a new download of the same id never
     /// meets a half-deleted tree). The caller saves the index, then removes
     /// the returned directories.
-    fn plan_evictions(&self) -> Result<Vec<(i64, Option<PathBuf>)>, CacheError> {
+    fn plan_evictions(&self) -> Result<Vec<Trash>, CacheError> {
         let stat = nix::sys::statvfs::statvfs(&self.dir).map_err(|e| CacheError::io("statvfs", &self.dir)(e.into()))?;
         // Both are u64 on the 64-bit Linux targets the agent supports.
         let free = stat.blocks_available().saturating_mul(stat.fragment_size());
@@ -347,8 +357,10 @@ impl Inner {
             let from = index::image_dir(&self.dir, artifact_id);
             let to = index::temp_path(&self.dir, EVICT_PREFIX, artifact_id);
             match fs::rename(&from, &to) {
-                Ok(()) => trash.push((artifact_id, Some(to))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => trash.push((artifact_id, None)),
+                Ok(()) => trash.push((artifact_id, Some(to), stores_of(&state, artifact_id))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    trash.push((artifact_id, None, stores_of(&state, artifact_id)))
+                }
                 Err(e) => {
                     // Keep it in the index: a later eviction tries again.
                     tracing::warn!(artifact_id, path = %from.display(), error = %e, "failed to evict image");
@@ -362,9 +374,16 @@ impl Inner {
     }
 }
 
+/// An evicted image: its id, its directory moved aside, the stores it was in.
+type Trash = (i64, Option<PathBuf>, Vec<String>);
+
+fn stores_of(state: &State, artifact_id: i64) -> Vec<String> {
+    state.entries.get(&artifact_id).map(|e| e.stores.clone()).unwrap_or_default()
+}
+
 /// Delete evicted images' directories (already out of the index).
-fn remove_trash(trash: Vec<(i64, Option<PathBuf>)>) {
-    for (artifact_id, path) in trash {
+fn remove_trash(trash: Vec<Trash>) {
+    for (artifact_id, path, _) in trash {
         let Some(path) = path else { continue };
         if let Err(e) = fs::remove_dir_all(&path) {
             tracing::warn!(artifact_id, path = %path.display(), error = %e, "failed to remove an evicted image");

@@ -62,7 +62,7 @@ fn oci(e: oci_spec::OciSpecError) -> SandboxError {
 
 /// The environment a task starts with: defaults, then the task's own
 /// (`KILN_OUTPUT` always points at the output directory).
-fn environment(extra: &[(String, String)]) -> Vec<String> {
+pub fn environment(extra: &[(String, String)]) -> Vec<String> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOME".into(), "/root".into()),

@@ -49,8 +49,20 @@ pub fn supervise_here(task_dir: &Path) -> i32 {
             return 1;
         }
     };
-    let mut status = match supervise(&dir, &log) {
-        Ok(status) => status,
+    // The task's backend runs it: unshare's sandbox (`supervise` below),
+    // an Incus container or a QEMU machine (`crate::backends`).
+    let ran = crate::backends::of_task(&dir).and_then(|backend| backend.run(&dir, &log));
+    let mut status = match ran {
+        Ok(r) => ShimStatus {
+            version: STATUS_VERSION,
+            outcome: r.outcome,
+            exit_code: r.exit_code,
+            oom_killed: r.oom_killed,
+            setup_error: r.setup_error,
+            memory_peak: r.memory_peak,
+            started_at,
+            finished_at: Utc::now(),
+        },
         Err(e) => {
             log.kiln(&format!("sandbox setup failed: {e}"));
             ShimStatus {
@@ -90,6 +102,18 @@ pub fn cgroup_name(task_dir: &Path) -> String {
 
 fn limits(plan: &Plan) -> CgroupLimits {
     CgroupLimits { memory: plan.memory, pids: plan.pids, cpus: plan.cpus }
+}
+
+/// Run an unshare task (its OCI spec in `dir`) in this process.
+pub(crate) fn run_sandbox(dir: &TaskDir, log: &LogWriter) -> Result<crate::backends::RunOutcome, SandboxError> {
+    let s = supervise(dir, log)?;
+    Ok(crate::backends::RunOutcome {
+        outcome: s.outcome,
+        exit_code: s.exit_code,
+        setup_error: s.setup_error,
+        oom_killed: s.oom_killed,
+        memory_peak: s.memory_peak,
+    })
 }
 
 fn supervise(dir: &TaskDir, log: &LogWriter) -> Result<ShimStatus, SandboxError> {
