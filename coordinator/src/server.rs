@@ -32,6 +32,7 @@ pub fn open_state(config: CoordinatorConfig) -> anyhow::Result<AppState> {
     }
     tracing::info!(pending = pending.len(), "scheduler index rebuilt");
     Ok(AppState {
+        assigning: Arc::default(),
         store: Arc::new(store),
         scheduler: Arc::new(Scheduler::new(pending)),
         files: Arc::new(files),

@@ -22,6 +22,22 @@ pub struct AppState {
     /// Bumped when work the coordinator runs itself becomes ready; the
     /// orchestration runner, server-task pool and wait timers watch it.
     pub coordinator_work: Arc<tokio::sync::watch::Sender<u64>>,
+    /// One assignment at a time per worker, so its slot count holds even
+    /// when it polls `next` twice at once.
+    pub assigning: Arc<WorkerLocks>,
+}
+
+/// Per-worker async locks, created on first use.
+#[derive(Debug, Default)]
+pub struct WorkerLocks {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl WorkerLocks {
+    pub fn of(&self, worker: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(worker.to_owned()).or_default().clone()
+    }
 }
 
 impl AppState {

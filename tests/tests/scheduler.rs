@@ -233,3 +233,23 @@ async fn a_disabled_worker_drains() {
     admin.worker_action("w1", "enable").await.expect("enable");
     assert_eq!(take(&worker).await.id, b.id);
 }
+
+#[tokio::test]
+async fn concurrent_polls_of_one_worker_never_exceed_its_slots() {
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let worker = enrolled_worker(&c, "w1", amd64_metadata()).await;
+    for _ in 0..4 {
+        user.create_work_request(&noop(&[])).await.expect("create");
+    }
+    let mut polls = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let worker = worker.clone();
+        polls.spawn(async move { worker.next(Duration::from_secs(1)).await.expect("next") });
+    }
+    let mut assigned = 0;
+    while let Some(got) = polls.join_next().await {
+        assigned += usize::from(got.expect("poll").is_some());
+    }
+    assert_eq!(assigned, 1, "one slot, one assignment");
+}

@@ -121,6 +121,10 @@ async fn next(
 
 /// One matching pass: fresh worker state, free slot, best candidate.
 async fn try_assign(state: &AppState, name: &str) -> Result<Option<kiln_shared::work::WorkRequest>, ApiError> {
+    // The slot check and the assignment are two transactions: keep another
+    // `next` of the same worker from slipping in between.
+    let lock = state.assigning.of(name);
+    let _assigning = lock.lock().await;
     let worker_name = name.to_owned();
     let (record, running) = state
         .db(move |s| {
