@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 const NODES: usize = 10_000;
 const WORKERS: usize = 8;
 const SUBMITTERS: usize = 8;
+const _: () = assert!(NODES.is_multiple_of(SUBMITTERS), "submitters share the work evenly");
 
 /// The pid of the coordinator serving `data_dir` (the harness keeps its
 /// child private, so look it up by command line).
@@ -112,9 +113,9 @@ async fn baseline() -> Figures {
     let idle_mib = mib(pid, "VmRSS");
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for part in 0..SUBMITTERS {
+    for _ in 0..SUBMITTERS {
         let user = user.clone();
-        let count = NODES / SUBMITTERS + usize::from(part < NODES % SUBMITTERS);
+        let count = NODES / SUBMITTERS;
         tasks.spawn(async move {
             for _ in 0..count {
                 user.create_work_request(&noop(&[])).await.expect("noop");
