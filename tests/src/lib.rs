@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod images;
 pub mod incus;
+pub mod system_images;
 pub mod work;
 
 use kiln_shared::client::Client;

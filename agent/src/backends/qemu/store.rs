@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 
 pub const STORE_NAME: &str = "qemu";
 const ACCEL_FILE: &str = "accel.json";
-const PROBE_TIMEOUT_SECS: u64 = 120;
+const PROBE_TIMEOUT_SECS: u64 = 60;
+/// A kernel under working KVM prints its first console line within
+/// milliseconds; nested KVM here spins ~80 s before failing, silent.
+const SIGN_OF_LIFE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn image_dir(store: &Path, artifact_id: i64) -> PathBuf {
     store.join(artifact_id.to_string())
@@ -64,19 +67,27 @@ pub fn probe_accel(image_dir: &Path) -> AccelChoice {
         base: image_dir.join(&manifest.disk),
         kernel: image_dir.join(&manifest.kernel),
         initrd: image_dir.join(&manifest.initrd),
-        cmdline: manifest.cmdline.clone(),
+        // Verbose and early, so the first sign of life comes at once.
+        cmdline: format!("{} loglevel=7 earlyprintk=serial", manifest.cmdline),
         smp: 1,
         tmp_size: 1 << 20,
     };
     let Ok(log) = LogWriter::create(&work.path().join("log.jsonl")) else {
         return tcg("cannot write a probe log".into());
     };
-    match super::run::boot(&spec, &q, work.path(), &log, &|| false) {
+    let started = std::time::Instant::now();
+    let console = work.path().join("console.log");
+    let silent =
+        || started.elapsed() > SIGN_OF_LIFE && std::fs::metadata(&console).map(|m| m.len() == 0).unwrap_or(true);
+    match super::run::boot(&spec, &q, work.path(), &log, &silent) {
         Ok(b) if b.outcome.outcome == Outcome::Exited && b.outcome.exit_code == Some(0) => {
             AccelChoice { accel: "kvm".into(), reason: None }
         }
         Ok(b) if b.accel_failed => {
             tcg(format!("a probe boot under KVM failed ({}): using TCG", b.outcome.setup_error.unwrap_or_default()))
+        }
+        Ok(b) if b.outcome.outcome == Outcome::Aborted => {
+            tcg(format!("a probe boot under KVM showed no sign of life within {} s: using TCG", SIGN_OF_LIFE.as_secs()))
         }
         Ok(b) => tcg(format!("a probe boot under KVM did not run its command ({:?}): using TCG", b.outcome)),
         Err(e) => tcg(format!("a probe boot under KVM failed: {e}")),
