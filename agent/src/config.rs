@@ -192,6 +192,11 @@ impl AgentConfig {
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return invalid(format!("coordinator {:?} must be an http:// or https:// URL", self.coordinator));
         }
+        if let Some(problem) =
+            (self.role == Role::Signing).then(|| crate::signing::transport_problem(&self.coordinator)).flatten()
+        {
+            return invalid(problem);
+        }
         if self.concurrency == 0 || self.concurrency > 1024 {
             return invalid("concurrency must be between 1 and 1024".into());
         }

@@ -13,6 +13,7 @@ pub mod image_cache;
 mod probe;
 pub mod sandbox;
 pub mod session;
+pub mod signing;
 pub mod supervisor;
 
 use std::sync::Arc;

@@ -44,6 +44,13 @@ pub async fn run(ctx: Arc<Context>, wr: WorkRequest, abort: Arc<AtomicBool>) {
                 report(&ctx, wr.id, wr.attempt, result, out).await;
             }
         },
+        name if ctx.config.role == crate::config::Role::Signing && crate::signing::is_signing_task(name) => {
+            let (result, out) = match crate::signing::run(&ctx.config.data_dir, &ctx.client, &wr).await {
+                Ok(out) => (WorkResult::Success, out),
+                Err(e) => error_result(e.code(), &e.to_string()),
+            };
+            report(&ctx, wr.id, wr.attempt, result, out).await;
+        }
         other => {
             let (result, out) = error_result("unsupported-task", &format!("this agent does not run {other:?} tasks"));
             report(&ctx, wr.id, wr.attempt, result, out).await;

@@ -78,10 +78,12 @@ pub fn probe(input: &ProbeInput) -> Map<String, Value> {
     };
     put(keys::WORKER_ROLE, role.into());
     put(keys::CONCURRENCY, input.config.concurrency.into());
-    if input.config.role == Role::Worker {
-        for (task, version) in WORKER_TASKS {
-            put(&keys::task_version(task), (*version).into());
-        }
+    let tasks = match input.config.role {
+        Role::Worker => WORKER_TASKS,
+        Role::Signing => crate::signing::SIGNING_TASKS,
+    };
+    for (task, version) in tasks {
+        put(&keys::task_version(task), (*version).into());
     }
     let enabled = &input.config.backends.enabled;
     backends::probe_into(&mut map, enabled, &input.agent_exe, BACKEND_PROBE_TIMEOUT);

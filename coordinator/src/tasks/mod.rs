@@ -3,6 +3,7 @@
 //! agent. Anything not listed here is refused at creation.
 
 mod kinds;
+pub mod signing;
 mod validate;
 pub mod wait;
 
@@ -52,6 +53,7 @@ pub fn version_of(task_type: TaskType, name: &str) -> Option<u32> {
         | (TaskType::Server, "aggregate_results" | "expire_artifacts")
         | (TaskType::Wait, "delay" | "external_approval") => Some(0),
         (TaskType::Workflow, name) if crate::workflows::orchestrator(name).is_some() => Some(0),
+        (TaskType::Signing, "generate_key" | "sign" | "debsign") => Some(signing::VERSION),
         _ => None,
     }
 }
@@ -70,6 +72,7 @@ pub fn validate(task_type: TaskType, name: &str, data: &Map<String, Value>) -> R
         (TaskType::Workflow, _) => kinds::workflow(name, data),
         (TaskType::Server, _) => kinds::server(name, data),
         (TaskType::Wait, _) => kinds::wait(name, data),
+        (TaskType::Signing, _) => signing::validate(name, data),
         _ => {
             Fields::new(data, &[])?;
             Ok(Validated { requirements: None, environment: None })

@@ -1,0 +1,157 @@
+//! Signing agents end to end (issue 8): a real `kiln-agent --role signing`
+//! with real gpg generates a key and signs an artifact; the signature
+//! verifies with only the public key artifact; worker agents never get
+//! signing tasks and signing agents never get worker tasks; no private key
+//! material reaches the coordinator.
+
+use kiln_shared::artifact::{FileSpec, NewArtifact};
+use kiln_shared::client::Client;
+use kiln_shared::{TaskType, WorkResult};
+use kiln_tests::agent::Agent;
+use kiln_tests::work::{finished_within, noop, request};
+use kiln_tests::{obj, sha256_hex, Coordinator};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+async fn upload(user: &Client, category: &str, files: &[(&str, &[u8])]) -> i64 {
+    let specs = files
+        .iter()
+        .map(|(p, b)| FileSpec { path: (*p).to_owned(), size: b.len() as u64, sha256: sha256_hex(b) })
+        .collect();
+    let new = NewArtifact { category: category.into(), data: Default::default(), files: specs, work_request: None };
+    let a = user.create_artifact(&new).await.expect("create artifact");
+    for (p, b) in files {
+        user.upload_file(a.id, p, b.to_vec()).await.expect("upload");
+    }
+    a.id
+}
+
+async fn file(user: &Client, artifact: i64, path: &str) -> Vec<u8> {
+    let resp = user.download_file(artifact, path).await.expect("download");
+    resp.bytes().await.expect("bytes").to_vec()
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn a_signing_agent_generates_a_key_and_signs_with_it() {
+    let c = Coordinator::start();
+    let alice = c.user("alice");
+    let signer = Agent::start(&c, "signer-01", &["--role", "signing"]);
+    let builder = Agent::start(&c, "builder-01", &[]);
+
+    let mut gen = request(TaskType::Signing, "generate_key");
+    gen.task_data = obj(json!({"purpose": "openpgp", "description": "test archive"}));
+    let wr = alice.create_work_request(&gen).await.expect("create generate_key");
+    let done = finished_within(&alice, wr.id, Duration::from_secs(90)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
+    assert_eq!(done.worker.as_deref(), Some("signer-01"));
+    let fpr = done.output_data["fingerprint"].as_str().expect("fingerprint").to_owned();
+    let key_artifact = done.output_data["public_key_artifact"].as_i64().expect("public key artifact");
+    let key = alice.artifact(key_artifact).await.expect("key artifact");
+    assert_eq!(key.category, "kiln:signing-key");
+    assert_eq!(key.data["fingerprint"], Value::from(fpr.clone()));
+    let public = file(&alice, key_artifact, &format!("{fpr}.asc")).await;
+    assert!(String::from_utf8_lossy(&public).contains("BEGIN PGP PUBLIC KEY BLOCK"));
+
+    let keys = signer.data_dir.path().join("keys");
+    let mode = std::fs::metadata(&keys).expect("key store").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the key store is private");
+    assert!(keys.join(&fpr).is_dir(), "one GnuPG home per key");
+
+    let payload: &[u8] = b"Format: 3.0 (quilt)\nSource: hello\n";
+    let unsigned = upload(&alice, "kiln:upload", &[("hello_1.0.dsc", payload), ("sub/notes.txt", b"n\n")]).await;
+    let mut sign = request(TaskType::Signing, "sign");
+    sign.task_data = obj(json!({"key": fpr, "unsigned": unsigned}));
+    let wr = alice.create_work_request(&sign).await.expect("create sign");
+    let done = finished_within(&alice, wr.id, Duration::from_secs(90)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
+    assert_eq!(done.worker.as_deref(), Some("signer-01"));
+    let sig_artifact = done.output_data["signature_artifact"].as_i64().expect("signature artifact");
+    assert_eq!(alice.artifact(sig_artifact).await.expect("sig").category, "kiln:signature");
+    assert_eq!(done.output_data["signed"][0]["sha256"], Value::from(sha256_hex(payload)));
+
+    // Verify with nothing but the public key artifact.
+    let home = tempfile::tempdir().expect("gnupg home");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (pubfile, data, sig) = (home.path().join("k.asc"), home.path().join("x.dsc"), home.path().join("x.dsc.asc"));
+    std::fs::write(&pubfile, &public).expect("write key");
+    std::fs::write(&data, payload).expect("write data");
+    std::fs::write(&sig, file(&alice, sig_artifact, "hello_1.0.dsc.asc").await).expect("write sig");
+    let gpg = |args: &[&Path]| {
+        let mut cmd = Command::new("gpg");
+        cmd.arg("--homedir").arg(home.path()).arg("--batch");
+        cmd.args(args).output().expect("gpg")
+    };
+    let import = gpg(&[Path::new("--import"), &pubfile]);
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let verify = gpg(&[Path::new("--verify"), &sig, &data]);
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && err.contains("Good signature"), "{err}");
+    std::fs::write(&data, b"tampered").expect("tamper");
+    assert!(!gpg(&[Path::new("--verify"), &sig, &data]).status.success(), "a changed file fails to verify");
+    let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "gpg-agent"]).output();
+
+    let audit = std::fs::read_to_string(signer.data_dir.path().join("audit.jsonl")).expect("audit log");
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    assert!(audit.contains(&sha256_hex(payload)) && audit.contains(&fpr) && audit.contains("alice"), "{audit}");
+
+    // Worker work goes to the worker agent only.
+    let wr = alice.create_work_request(&noop(&[])).await.expect("noop");
+    let done = finished_within(&alice, wr.id, Duration::from_secs(60)).await;
+    assert_eq!(done.worker.as_deref(), Some("builder-01"), "{}", builder.log());
+
+    assert_eq!(files_containing(c.data_dir.path(), b"PRIVATE KEY"), Vec::<String>::new());
+    assert!(!String::from_utf8_lossy(&public).contains("PRIVATE KEY"), "only the public key is uploaded");
+    let secret = keys.join(&fpr).join("private-keys-v1.d");
+    assert!(std::fs::read_dir(&secret).expect("private keys stay on the signing host").next().is_some());
+}
+
+#[tokio::test]
+async fn a_worker_agent_never_gets_a_signing_task() {
+    let c = Coordinator::start();
+    let alice = c.user("alice");
+    let _builder = Agent::start(&c, "builder-01", &[]);
+    let mut gen = request(TaskType::Signing, "generate_key");
+    gen.task_data = obj(json!({"purpose": "openpgp"}));
+    let wr = alice.create_work_request(&gen).await.expect("create");
+    let sentinel = alice.create_work_request(&noop(&[])).await.expect("noop");
+    finished_within(&alice, sentinel.id, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = alice.work_request(wr.id).await.expect("get");
+    assert_eq!(still.worker, None, "a worker agent took a signing task: {still:?}");
+    assert!(!still.status.is_final());
+}
+
+#[test]
+fn a_signing_agent_refuses_plain_http_to_a_remote_coordinator() {
+    let out = Command::new(kiln_tests::binary("kiln-agent"))
+        .args(["--coordinator", "http://kiln.example:8080", "--role", "signing", "validate-config"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://"), "{}", String::from_utf8_lossy(&out.stderr));
+    let ok = Command::new(kiln_tests::binary("kiln-agent"))
+        .args(["--coordinator", "http://127.0.0.1:1", "--role", "signing", "validate-config"])
+        .output()
+        .expect("run");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
