@@ -9,7 +9,8 @@ use kiln_shared::client::Client;
 use kiln_shared::{TaskType, WorkResult};
 use kiln_tests::agent::Agent;
 use kiln_tests::work::{finished_within, noop, request};
-use kiln_tests::{obj, sha256_hex, Coordinator};
+use kiln_tests::{expect_api_error, obj, sha256_hex, Coordinator};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -27,6 +28,11 @@ async fn upload(user: &Client, category: &str, files: &[(&str, &[u8])]) -> i64 {
         user.upload_file(a.id, p, b.to_vec()).await.expect("upload");
     }
     a.id
+}
+
+async fn set_access(admin: &Client, fpr: &str, access: Value) {
+    let path = format!("/api/1/signing-keys/{fpr}/access");
+    admin.send(admin.request(Method::PUT, &path).json(&access)).await.expect("set access");
 }
 
 async fn file(user: &Client, artifact: i64, path: &str) -> Vec<u8> {
@@ -54,14 +60,15 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn a_signing_agent_generates_a_key_and_signs_with_it() {
     let c = Coordinator::start();
-    let alice = c.user("alice");
+    let (admin, alice, bob) = (c.admin(), c.user("alice"), c.user("bob"));
     let signer = Agent::start(&c, "signer-01", &["--role", "signing"]);
     let builder = Agent::start(&c, "builder-01", &[]);
 
     let mut gen = request(TaskType::Signing, "generate_key");
     gen.task_data = obj(json!({"purpose": "openpgp", "description": "test archive"}));
-    let wr = alice.create_work_request(&gen).await.expect("create generate_key");
-    let done = finished_within(&alice, wr.id, Duration::from_secs(90)).await;
+    expect_api_error(alice.create_work_request(&gen).await, 403, "forbidden");
+    let wr = admin.create_work_request(&gen).await.expect("create generate_key");
+    let done = finished_within(&admin, wr.id, Duration::from_secs(90)).await;
     assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
     assert_eq!(done.worker.as_deref(), Some("signer-01"));
     let fpr = done.output_data["fingerprint"].as_str().expect("fingerprint").to_owned();
@@ -81,6 +88,9 @@ async fn a_signing_agent_generates_a_key_and_signs_with_it() {
     let unsigned = upload(&alice, "kiln:upload", &[("hello_1.0.dsc", payload), ("sub/notes.txt", b"n\n")]).await;
     let mut sign = request(TaskType::Signing, "sign");
     sign.task_data = obj(json!({"key": fpr, "unsigned": unsigned}));
+    expect_api_error(alice.create_work_request(&sign).await, 403, "forbidden");
+    set_access(&admin, &fpr, json!({"users": ["alice"]})).await;
+    expect_api_error(bob.create_work_request(&sign).await, 403, "forbidden");
     let wr = alice.create_work_request(&sign).await.expect("create sign");
     let done = finished_within(&alice, wr.id, Duration::from_secs(90)).await;
     assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
@@ -119,6 +129,12 @@ async fn a_signing_agent_generates_a_key_and_signs_with_it() {
     let done = finished_within(&alice, wr.id, Duration::from_secs(60)).await;
     assert_eq!(done.worker.as_deref(), Some("builder-01"), "{}", builder.log());
 
+    let listing = admin.send(admin.request(Method::GET, "/api/1/signing-keys")).await.expect("list keys");
+    let listing = listing.text().await.expect("text");
+    assert!(listing.contains(&fpr) && listing.contains("alice") && !listing.contains("PRIVATE KEY"), "{listing}");
+    set_access(&admin, &fpr, json!({"users": ["alice"], "revoked": true})).await;
+    expect_api_error(alice.create_work_request(&sign).await, 403, "forbidden");
+
     assert_eq!(files_containing(c.data_dir.path(), b"PRIVATE KEY"), Vec::<String>::new());
     assert!(!String::from_utf8_lossy(&public).contains("PRIVATE KEY"), "only the public key is uploaded");
     let secret = keys.join(&fpr).join("private-keys-v1.d");
@@ -132,7 +148,7 @@ async fn a_worker_agent_never_gets_a_signing_task() {
     let _builder = Agent::start(&c, "builder-01", &[]);
     let mut gen = request(TaskType::Signing, "generate_key");
     gen.task_data = obj(json!({"purpose": "openpgp"}));
-    let wr = alice.create_work_request(&gen).await.expect("create");
+    let wr = c.admin().create_work_request(&gen).await.expect("create");
     let sentinel = alice.create_work_request(&noop(&[])).await.expect("noop");
     finished_within(&alice, sentinel.id, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

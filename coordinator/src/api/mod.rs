@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod logs;
 pub mod metrics;
+mod signing;
 mod tokens;
 mod work_requests;
 mod worker_session;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(artifacts::routes())
         .merge(tokens::routes())
         .merge(workflows::routes())
+        .merge(signing::routes())
         .merge(metrics::routes(http_metrics.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -40,6 +40,7 @@ async fn create(
     if new.task_type == TaskType::Server && !who.is_admin() {
         return Err(ApiError::forbidden("only admins create server tasks directly"));
     }
+    super::signing::authorize(&state, &who, &new).await?;
     let validated = tasks::validate(new.task_type, &new.task_name, &new.task_data)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
     let workflow_data = tasks::workflow_data(new.task_type, &new.task_name, new.workflow_data)
@@ -224,6 +225,9 @@ async fn complete(
     };
     let (wr, effects) = state.db(move |s| s.complete(id, args)).await?;
     state.apply(&effects);
+    if let Err(e) = super::signing::on_complete(&state, &wr).await {
+        tracing::error!(id, error = ?e, "failed to record the generated signing key");
+    }
     tracing::info!(id, status = %wr.status, result = ?wr.result, attempt = wr.attempt, "completion recorded");
     Ok(Json(wr))
 }

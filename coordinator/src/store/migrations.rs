@@ -139,6 +139,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX artifacts_created ON artifacts(created_at);
     CREATE INDEX artifact_files_sha256 ON artifact_files(sha256);
     "#,
+    // Signing keys (issue 8): public facts and access lists only.
+    r#"
+    CREATE TABLE signing_keys (
+        fingerprint TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        description TEXT NOT NULL,
+        public_key_artifact INTEGER,
+        worker TEXT,
+        users TEXT NOT NULL,
+        workflow_templates TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the schema up to date. A database newer than this binary is refused

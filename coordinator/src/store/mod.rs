@@ -4,6 +4,7 @@
 //! `kill -9` of the coordinator (not power loss: see docs/durability.md).
 
 mod migrations;
+pub mod signing;
 pub mod sqlite;
 pub mod workflow;
 
@@ -285,6 +286,7 @@ pub trait Store:
     + WorkflowStore
     + TemplateStore
     + CoordinatorTaskStore
+    + signing::SigningKeyStore
     + Send
     + Sync
 {
@@ -299,6 +301,7 @@ impl<T> Store for T where
         + WorkflowStore
         + TemplateStore
         + CoordinatorTaskStore
+        + signing::SigningKeyStore
         + Send
         + Sync
 {

@@ -14,6 +14,7 @@ mod lifecycle;
 mod logs;
 mod orchestration;
 mod runtime;
+mod signing;
 mod stats;
 mod templates;
 mod tokens;
