@@ -31,8 +31,27 @@ pub enum Command {
     /// Manage registered workers.
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// Signing keys: list them, allow users or templates, revoke.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Check the configuration and exit (for systemd's ExecStartPre=).
     ValidateConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List signing keys and who may sign with them.
+    List,
+    /// Let users and workflow templates sign with a key.
+    Allow {
+        fingerprint: String,
+        #[arg(long = "user", value_name = "NAME")]
+        users: Vec<String>,
+        #[arg(long = "template", value_name = "NAME")]
+        templates: Vec<String>,
+    },
+    /// Revoke a key: no further signatures (final).
+    Revoke { fingerprint: String },
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::run(config, args).await,
         Command::Token(cmd) => commands::token::run(&commands::open_store(&config)?, cmd),
         Command::Worker(cmd) => commands::worker::run(&commands::open_store(&config)?, cmd),
+        Command::Key(cmd) => commands::key::run(&commands::open_store(&config)?, cmd),
         Command::ValidateConfig => {
             config.validate()?;
             eprintln!("configuration is valid");

@@ -132,7 +132,13 @@ async fn a_signing_agent_generates_a_key_and_signs_with_it() {
     let listing = admin.send(admin.request(Method::GET, "/api/1/signing-keys")).await.expect("list keys");
     let listing = listing.text().await.expect("text");
     assert!(listing.contains(&fpr) && listing.contains("alice") && !listing.contains("PRIVATE KEY"), "{listing}");
-    set_access(&admin, &fpr, json!({"users": ["alice"], "revoked": true})).await;
+    let allow = c.admin_command(&["key", "allow", &fpr, "--user", "carol", "--template", "release"]);
+    assert!(allow.status.success(), "{}", String::from_utf8_lossy(&allow.stderr));
+    let list = c.admin_command(&["key", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(list.contains(&fpr) && list.contains("alice,carol / release"), "{list}");
+    let revoke = c.admin_command(&["key", "revoke", &fpr]);
+    assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
     expect_api_error(alice.create_work_request(&sign).await, 403, "forbidden");
 
     assert_eq!(files_containing(c.data_dir.path(), b"PRIVATE KEY"), Vec::<String>::new());

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod key;
 pub mod serve;
 pub mod token;
 pub mod worker;
