@@ -64,11 +64,30 @@ pub async fn authorize(state: &AppState, who: &Principal, new: &NewWorkRequest) 
     let user = who.require_user()?.to_owned();
     let fpr = new.task_data.get("key").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
     let key = state.db(move |s| s.signing_key(&fpr)).await?;
+    let template = match new.parent {
+        Some(parent) => template_of(state, parent).await?,
+        None => None,
+    };
     match key {
-        Some(k) if k.may_sign(&user, None) => Ok(()),
+        Some(k) if k.may_sign(&user, template.as_deref()) => Ok(()),
         Some(k) if k.revoked => Err(ApiError::forbidden(format!("signing key {} is revoked", k.fingerprint))),
         _ => Err(ApiError::forbidden(format!("{user} may not sign with this key"))),
     }
+}
+
+/// The workflow template that started the workflow `id` belongs to, if
+/// any: the nearest `workflow_data.workflow_template` up the parents.
+async fn template_of(state: &AppState, id: i64) -> Result<Option<String>, ApiError> {
+    let mut next = Some(id);
+    for _ in 0..64 {
+        let Some(id) = next else { break };
+        let Some(wr) = state.db(move |s| s.work_request(id)).await? else { break };
+        if let Some(t) = wr.workflow_data.get("workflow_template").and_then(Value::as_str) {
+            return Ok(Some(t.to_owned()));
+        }
+        next = wr.parent;
+    }
+    Ok(None)
 }
 
 /// Record the key a successful `generate_key` produced (with an empty access
