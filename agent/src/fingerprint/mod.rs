@@ -85,7 +85,11 @@ pub fn probe(input: &ProbeInput) -> Map<String, Value> {
     for (task, version) in tasks {
         put(&keys::task_version(task), (*version).into());
     }
-    let enabled = &input.config.backends.enabled;
+    // A signing agent runs no untrusted code, so it needs (and probes) no backend.
+    let enabled: &[String] = match input.config.role {
+        Role::Worker => &input.config.backends.enabled,
+        Role::Signing => &[],
+    };
     backends::probe_into(&mut map, enabled, &input.agent_exe, BACKEND_PROBE_TIMEOUT);
     limits::probe_into(&mut map, &input.proc_root, &input.sys_root, &input.dev_root, &input.path_var);
     map
