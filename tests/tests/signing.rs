@@ -177,3 +177,69 @@ fn a_signing_agent_refuses_plain_http_to_a_remote_coordinator() {
         .expect("run");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+#[tokio::test]
+async fn debsign_signs_an_upload_in_place() {
+    let c = Coordinator::start();
+    let (admin, alice) = (c.admin(), c.user("alice"));
+    let signer = Agent::start(&c, "signer-01", &["--role", "signing"]);
+    let mut gen = request(TaskType::Signing, "generate_key");
+    gen.task_data = obj(json!({"purpose": "openpgp", "description": "uploads"}));
+    let wr = admin.create_work_request(&gen).await.expect("create generate_key");
+    let done = finished_within(&admin, wr.id, Duration::from_secs(90)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
+    let fpr = done.output_data["fingerprint"].as_str().expect("fingerprint").to_owned();
+    let public =
+        file(&admin, done.output_data["public_key_artifact"].as_i64().expect("key"), &format!("{fpr}.asc")).await;
+    set_access(&admin, &fpr, json!({"users": ["alice"]})).await;
+
+    let dsc: &[u8] = b"Format: 3.0 (quilt)\nSource: hello\nVersion: 1.0\n";
+    let tarball: &[u8] = b"not really a tarball\n";
+    let changes = format!(
+        "Format: 1.8\nSource: hello\nChecksums-Sha256:\n {} {} hello_1.0.dsc\n {} {} hello_1.0.tar.xz\n\
+         Files:\n 00 {} devel optional hello_1.0.dsc\n 11 {} devel optional hello_1.0.tar.xz\n",
+        sha256_hex(dsc),
+        dsc.len(),
+        sha256_hex(tarball),
+        tarball.len(),
+        dsc.len(),
+        tarball.len()
+    );
+    let files: [(&str, &[u8]); 3] =
+        [("hello_1.0.dsc", dsc), ("hello_1.0.tar.xz", tarball), ("hello_1.0_source.changes", changes.as_bytes())];
+    let unsigned = upload(&alice, "kiln:upload", &files).await;
+    let mut req = request(TaskType::Signing, "debsign");
+    req.task_data = obj(json!({"key": fpr, "unsigned": unsigned}));
+    let wr = alice.create_work_request(&req).await.expect("create debsign");
+    let done = finished_within(&alice, wr.id, Duration::from_secs(90)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
+    let signed = done.output_data["signed_upload"].as_i64().expect("signed upload");
+    assert_eq!(alice.artifact(signed).await.expect("upload").category, "kiln:upload");
+
+    let home = tempfile::tempdir().expect("gnupg home");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let keyfile = home.path().join("k.asc");
+    std::fs::write(&keyfile, &public).expect("write key");
+    let gpg = |args: &[&Path]| {
+        let mut cmd = Command::new("gpg");
+        cmd.arg("--homedir").arg(home.path()).arg("--batch");
+        cmd.args(args).output().expect("gpg")
+    };
+    assert!(gpg(&[Path::new("--import"), &keyfile]).status.success());
+    let new_dsc = file(&alice, signed, "hello_1.0.dsc").await;
+    let new_changes = String::from_utf8(file(&alice, signed, "hello_1.0_source.changes").await).expect("utf-8");
+    assert_eq!(file(&alice, signed, "hello_1.0.tar.xz").await, tarball, "other files are kept as they are");
+    assert!(
+        new_changes.contains(&format!(" {} {} hello_1.0.dsc", sha256_hex(&new_dsc), new_dsc.len())),
+        "{new_changes}"
+    );
+    for (name, bytes) in [("d.dsc", new_dsc), ("c.changes", new_changes.into_bytes())] {
+        let path = home.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let verify = gpg(&[Path::new("--verify"), &path]);
+        assert!(verify.status.success(), "{name}: {}", String::from_utf8_lossy(&verify.stderr));
+    }
+    let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "gpg-agent"]).output();
+    let audit = std::fs::read_to_string(signer.data_dir.path().join("audit.jsonl")).expect("audit log");
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+}

@@ -109,4 +109,17 @@ impl KeyStore {
         stop_agent(&home).await;
         signed.map(|_| ())
     }
+
+    /// Clear-sign `file` in place with `fingerprint` (as debsign does).
+    pub async fn clearsign_in_place(&self, fingerprint: &str, file: &Path) -> Result<(), GpgError> {
+        let home = self.home(fingerprint)?;
+        let out = file.with_extension("kiln-signed");
+        let _ = std::fs::remove_file(&out);
+        let (input, output) = (file.to_string_lossy(), out.to_string_lossy());
+        let args = ["--local-user", fingerprint, "--clearsign", "--output", &output, &input];
+        let signed = gpg(&home, "--clearsign", &args).await;
+        stop_agent(&home).await;
+        signed?;
+        std::fs::rename(&out, file).map_err(io(file))
+    }
 }

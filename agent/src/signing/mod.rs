@@ -3,6 +3,7 @@
 //! It runs no untrusted code, needs no backend, and talks to its
 //! coordinator only over HTTPS (plain HTTP is accepted for loopback only).
 
+pub mod debsign;
 mod gpg;
 mod tasks;
 
@@ -15,11 +16,12 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// Run signing task `wr` with the keys under `data_dir`: its `output_data`
-/// on success. `debsign` is not implemented yet and fails cleanly.
+/// on success.
 pub async fn run(data_dir: &Path, client: &Client, wr: &WorkRequest) -> Result<Map<String, Value>, SigningError> {
     match wr.task_name.as_str() {
         "generate_key" => tasks::generate_key(data_dir, client, wr).await,
         "sign" => tasks::sign(data_dir, client, wr).await,
+        "debsign" => tasks::debsign(data_dir, client, wr).await,
         other => Err(SigningError::Invalid(format!("this signing agent does not run {other:?} yet"))),
     }
 }

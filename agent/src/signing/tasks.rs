@@ -119,6 +119,95 @@ pub async fn sign(data_dir: &Path, client: &Client, wr: &WorkRequest) -> Result<
     Ok(out.as_object().cloned().unwrap_or_default())
 }
 
+/// Download every file of artifact `id` under `dir`, checking each sha256.
+async fn fetch(client: &Client, id: i64, dir: &Path) -> Result<Vec<(String, PathBuf, String)>, SigningError> {
+    let artifact = client.artifact(id).await?;
+    let mut files = Vec::new();
+    for f in &artifact.files {
+        if !is_safe(&f.path) {
+            return Err(SigningError::Invalid(format!("artifact {id} names an unsafe path {:?}", f.path)));
+        }
+        let resp = client.download_file(id, &f.path).await?;
+        let url = format!("artifact {id} file {}", f.path);
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Decode { url, source })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if sha256 != f.sha256 {
+            return Err(SigningError::Invalid(format!("{} does not match its sha256", f.path)));
+        }
+        let path = dir.join(&f.path);
+        write(&path, &bytes)?;
+        files.push((f.path.clone(), path, sha256));
+    }
+    Ok(files)
+}
+
+/// `md5sum`/`sha1sum` of a file (coreutils; Kiln's own digests are sha256).
+async fn coreutils_sum(tool: &str, path: &Path) -> Result<String, SigningError> {
+    let out = tokio::process::Command::new(tool).arg(path).output().await.map_err(io("run", Path::new(tool)))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.split_whitespace().next() {
+        Some(sum) if out.status.success() => Ok(sum.to_owned()),
+        _ => Err(SigningError::Invalid(format!("{tool} failed on {}", path.display()))),
+    }
+}
+
+/// `debsign {key, unsigned}` over a `kiln:upload` artifact (see
+/// [`super::debsign`]); each signed file is audited.
+pub async fn debsign(data_dir: &Path, client: &Client, wr: &WorkRequest) -> Result<Map<String, Value>, SigningError> {
+    let key = text(&wr.task_data, "key")?;
+    let unsigned = wr.task_data.get("unsigned").and_then(Value::as_i64);
+    let unsigned = unsigned.ok_or_else(|| SigningError::Invalid("task_data.unsigned is required".into()))?;
+    let upload_artifact = client.artifact(unsigned).await?;
+    if upload_artifact.category != "kiln:upload" {
+        return Err(SigningError::Invalid(format!("artifact {unsigned} is not a kiln:upload")));
+    }
+    let store = KeyStore::open(data_dir)?;
+    let work = data_dir.join("signing").join(format!("{}-{}", wr.id, wr.attempt));
+    let _ = std::fs::remove_dir_all(&work);
+    let files = fetch(client, unsigned, &work).await?;
+    let mut new_sums = std::collections::BTreeMap::new();
+    let mut signed = Vec::new();
+    for (name, path, sha256) in files.iter().filter(|(n, _, _)| super::debsign::signs_in_place(n)) {
+        store.clearsign_in_place(key, path).await?;
+        let bytes = std::fs::read(path).map_err(io("read", path))?;
+        let (md5, sha1) = (coreutils_sum("md5sum", path).await?, coreutils_sum("sha1sum", path).await?);
+        let base = name.rsplit('/').next().unwrap_or(name).to_owned();
+        new_sums.insert(base, super::debsign::Sums::of(&bytes, md5, sha1));
+        signed.push(json!({"file": name, "sha256": sha256}));
+    }
+    for (name, path, sha256) in files.iter().filter(|(n, _, _)| n.ends_with(".changes")) {
+        let text = std::fs::read_to_string(path).map_err(io("read", path))?;
+        if text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----") {
+            return Err(SigningError::Invalid(format!("{name} is already signed")));
+        }
+        write(path, super::debsign::update_changes(&text, &new_sums).as_bytes())?;
+        store.clearsign_in_place(key, path).await?;
+        signed.push(json!({"file": name, "sha256": sha256}));
+    }
+    if signed.is_empty() {
+        return Err(SigningError::Invalid(format!("artifact {unsigned} has no .dsc, .buildinfo or .changes")));
+    }
+    for entry in &signed {
+        audit(
+            data_dir,
+            &json!({
+                "time": Utc::now().to_rfc3339(), "work_request": wr.id, "requested_by": wr.created_by,
+                "key": key, "artifact": unsigned, "file": entry["file"], "sha256": entry["sha256"], "task": "debsign",
+            }),
+        )?;
+    }
+    let mut contents = Vec::new();
+    for (name, path, _) in &files {
+        contents.push((name.clone(), std::fs::read(path).map_err(io("read", path))?));
+    }
+    let mut data = upload_artifact.data.clone();
+    data.insert("signed_by".into(), Value::from(key));
+    let id = upload(client, "kiln:upload", Value::Object(data), wr.id, &contents).await?;
+    let _ = std::fs::remove_dir_all(&work);
+    let out = json!({"fingerprint": key, "signed_upload": id, "signed": signed});
+    Ok(out.as_object().cloned().unwrap_or_default())
+}
+
 /// A relative path with no `..`, as artifact paths must be.
 fn is_safe(path: &str) -> bool {
     let p = Path::new(path);
