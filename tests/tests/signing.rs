@@ -128,6 +128,10 @@ async fn a_signing_agent_generates_a_key_and_signs_with_it() {
     let wr = alice.create_work_request(&noop(&[])).await.expect("noop");
     let done = finished_within(&alice, wr.id, Duration::from_secs(60)).await;
     assert_eq!(done.worker.as_deref(), Some("builder-01"), "{}", builder.log());
+    let md = admin.worker("signer-01").await.expect("signer").metadata;
+    assert_eq!(md.get("system:worker_role").and_then(Value::as_str), Some("signing"), "{md:?}");
+    assert!(md.contains_key("sign:version") && !md.contains_key("noop:version"), "{md:?}");
+    assert!(!md.contains_key("command:version") && !md.keys().any(|k| k.starts_with("executor:")), "{md:?}");
 
     let listing = admin.send(admin.request(Method::GET, "/api/1/signing-keys")).await.expect("list keys");
     let listing = listing.text().await.expect("text");
