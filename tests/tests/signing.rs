@@ -247,3 +247,42 @@ async fn debsign_signs_an_upload_in_place() {
     let audit = std::fs::read_to_string(signer.data_dir.path().join("audit.jsonl")).expect("audit log");
     assert_eq!(audit.lines().count(), 2, "{audit}");
 }
+
+#[tokio::test]
+async fn workflows_from_a_listed_template_may_sign() {
+    let c = Coordinator::start();
+    let (admin, bob) = (c.admin(), c.user("bob"));
+    let signer = Agent::start(&c, "signer-01", &["--role", "signing"]);
+    let mut gen = request(TaskType::Signing, "generate_key");
+    gen.task_data = obj(json!({"purpose": "openpgp"}));
+    let wr = admin.create_work_request(&gen).await.expect("create generate_key");
+    let done = finished_within(&admin, wr.id, Duration::from_secs(90)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, signer.log());
+    let fpr = done.output_data["fingerprint"].as_str().expect("fingerprint").to_owned();
+    set_access(&admin, &fpr, json!({"workflow_templates": ["release"]})).await;
+    for name in ["release", "other"] {
+        let spec =
+            json!({"task_name": "matrix", "task_data": {"task": "noop", "targets": [{"architecture": "amd64"}]}});
+        let spec = serde_json::from_value(spec).expect("spec");
+        admin.put_workflow_template(name, &spec).await.expect("template");
+    }
+    let unsigned = upload(&bob, "kiln:upload", &[("a.dsc", b"a\n")]).await;
+    let sign_in = |parent: i64| {
+        let mut sign = request(TaskType::Signing, "sign");
+        sign.task_data = obj(json!({"key": fpr, "unsigned": unsigned}));
+        sign.parent = Some(parent);
+        sign
+    };
+    let submit = |template: &str| kiln_shared::workflow::NewWorkflow {
+        template: template.into(),
+        task_data: Default::default(),
+        priority: 0,
+    };
+    let other = bob.create_workflow(&submit("other")).await.expect("other workflow");
+    expect_api_error(bob.create_work_request(&sign_in(other.id)).await, 403, "forbidden");
+    let release = bob.create_workflow(&submit("release")).await.expect("release workflow");
+    bob.create_work_request(&sign_in(release.id)).await.expect("a release workflow signs");
+    let mut alone = sign_in(release.id);
+    alone.parent = None;
+    expect_api_error(bob.create_work_request(&alone).await, 403, "forbidden");
+}
