@@ -333,3 +333,66 @@ async fn incus_vm_is_reported_unavailable_with_its_reason_and_never_gets_work() 
     let vm = user.work_request(vm.id).await.expect("get");
     assert_eq!((vm.status, vm.worker.as_deref()), (WorkStatus::Pending, None), "incus-vm work is never assigned");
 }
+
+/// The shim's pid from the agent's journal, once the task has one.
+async fn shim_pid(agent: &Agent) -> i32 {
+    let journal = agent.data_dir.path().join("journal");
+    wait_for(Duration::from_secs(60), || async {
+        let entry = std::fs::read_dir(&journal)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+        let record: Value = serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok()?;
+        record["shim"]["pid"].as_i64().map(|p| p as i32)
+    })
+    .await
+    .expect("the shim started")
+}
+
+#[tokio::test]
+async fn a_container_task_survives_agent_restarts_and_a_lost_shim_leaves_no_container() {
+    require_incus!();
+    let mut s = setup(&[]).await;
+    let admin = s.c.admin();
+    let md = wait_for(Duration::from_secs(60), || async {
+        let w = admin.worker("builder-01").await.ok()?;
+        w.metadata.contains_key("executor:incus-lxc:network").then_some(w.metadata)
+    })
+    .await
+    .expect("metadata");
+    assert_eq!(md.get("executor:incus-lxc:available"), Some(&json!(true)), "{md:?}");
+    assert_eq!(md.get("executor:incus-lxc:network"), Some(&json!(false)), "no NIC configured here: {md:?}");
+
+    let script = "i=1; while [ $i -le 8 ]; do echo line $i; i=$((i+1)); sleep 0.5; done";
+    let wr = s.user.create_work_request(&command(s.env, script, json!({}))).await.expect("create");
+    wait_for(Duration::from_secs(60), || async { log_text(&s.user, wr.id).await.contains("line 2").then_some(()) })
+        .await
+        .expect("the task runs");
+    s.agent.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.agent.restart();
+    let done = finished(&s.user, wr.id, Duration::from_secs(120)).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "{:?}\n{}", done.output_data, s.agent.log());
+    let log = log_text(&s.user, wr.id).await;
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(lines, (1..=8).map(|i| format!("line {i}")).collect::<Vec<_>>(), "every line once");
+    assert_eq!(done.attempts.len(), 1);
+    assert_no_instances(&s.project).await;
+
+    // A shim killed outright: its container is deleted by the agent.
+    let wr = s.user.create_work_request(&command(s.env, "echo started; sleep 300", json!({}))).await.expect("c");
+    wait_for(Duration::from_secs(60), || async { log_text(&s.user, wr.id).await.contains("started").then_some(()) })
+        .await
+        .expect("the task runs");
+    let pid = shim_pid(&s.agent).await;
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
+    assert!(killed.success(), "kill -9 the shim");
+    assert_no_instances(&s.project).await;
+    let lost = wait_for(Duration::from_secs(120), || async {
+        let wr = s.user.work_request(wr.id).await.ok()?;
+        wr.attempts.first().and_then(|a| a.result).map(|_| wr)
+    })
+    .await
+    .expect("the attempt ends");
+    assert_eq!(lost.attempts[0].result, Some(WorkResult::Error), "{lost:?}");
+}

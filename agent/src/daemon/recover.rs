@@ -36,7 +36,13 @@ pub async fn recover(ctx: &Arc<Context>) -> std::io::Result<usize> {
         tokio::spawn(async move {
             // Pin the image again while the task may still use it.
             let lease = match record.environment {
-                Some(env) if record.result.is_none() => ctx.cache.acquire(&ctx.client, env).await.ok(),
+                Some(env) if record.result.is_none() => {
+                    let want = match crate::backends::by_name(&record.backend) {
+                        Some(b) => crate::image_cache::Want { category: b.image_category(), store: b.store() },
+                        None => crate::image_cache::Want::TARBALL,
+                    };
+                    ctx.cache.acquire_for(&ctx.client, env, want).await.ok()
+                }
                 _ => None,
             };
             follow(&ctx, record, &abort, lease).await;

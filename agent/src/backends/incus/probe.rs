@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 pub const PROBE_PROJECT: &str = "kiln-probe";
 /// The static busybox the trial container is made of.
 const BUSYBOX: &str = "/bin/busybox";
+/// Orders the agents of a host importing the probe image.
+const PROBE_LOCK: &str = "/run/kiln-incus-probe.lock";
 /// The probe image's pseudo artifact id (real ones start at 1).
 const PROBE_IMAGE_ID: i64 = 0;
 
@@ -93,15 +95,42 @@ fn busybox_tarball(to: &Path) -> std::io::Result<()> {
     tar.finish()
 }
 
+/// Import the probe image unless it is there. Several agents may probe at
+/// once: a host-wide lock orders them, and an image another one imported
+/// meanwhile is as good as our own.
+async fn ensure_probe_image(client: &Client) -> Result<(), String> {
+    let has_image = || async { images::list(client).await.map(|l| l.iter().any(|(id, _)| *id == PROBE_IMAGE_ID)) };
+    if has_image().await.map_err(why)? {
+        return Ok(());
+    }
+    let lock_file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PROBE_LOCK)
+        .map_err(|e| format!("failed to open {PROBE_LOCK}: {e}"))?;
+    let _lock =
+        tokio::task::spawn_blocking(move || nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|(_, e)| format!("failed to lock {PROBE_LOCK}: {e}"))?;
+    if has_image().await.map_err(why)? {
+        return Ok(());
+    }
+    let work = tempfile::tempdir().map_err(|e| format!("failed to create a temporary directory: {e}"))?;
+    let tarball = work.path().join("rootfs.tar");
+    busybox_tarball(&tarball).map_err(|e| format!("failed to build the probe image: {e}"))?;
+    let arch = std::env::consts::ARCH;
+    match images::import(client, PROBE_IMAGE_ID, &tarball, arch, "Kiln backend probe (busybox)").await {
+        Ok(_) => Ok(()),
+        Err(_) if has_image().await.unwrap_or(false) => Ok(()),
+        Err(e) => Err(why(e)),
+    }
+}
+
 async fn trial_container(client: &Client) -> Result<(), String> {
     store::ensure_project(client).await.map_err(why)?;
-    if !images::list(client).await.map_err(why)?.iter().any(|(id, _)| *id == PROBE_IMAGE_ID) {
-        let work = tempfile::tempdir().map_err(|e| format!("failed to create a temporary directory: {e}"))?;
-        let tarball = work.path().join("rootfs.tar");
-        busybox_tarball(&tarball).map_err(|e| format!("failed to build the probe image: {e}"))?;
-        let arch = std::env::consts::ARCH;
-        images::import(client, PROBE_IMAGE_ID, &tarball, arch, "Kiln backend probe (busybox)").await.map_err(why)?;
-    }
+    ensure_probe_image(client).await?;
     let work = tempfile::tempdir().map_err(|e| format!("failed to create a temporary directory: {e}"))?;
     let task = TaskParams {
         args: vec!["/bin/true".into()],

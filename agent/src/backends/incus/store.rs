@@ -36,8 +36,12 @@ pub async fn ensure_project(client: &Client) -> Result<(), IncusError> {
     });
     match default.call(Method::POST, "/1.0/projects", Some(&body)).await {
         Ok(_) => Ok(()),
-        Err(e) if e.is_conflict() => Ok(()),
-        Err(e) => Err(e),
+        // Another agent (or a concurrent probe) made it meanwhile: Incus
+        // says so with a 500 "UNIQUE constraint failed", not a 409.
+        Err(e) => match default.get(&format!("/1.0/projects/{name}")).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(e),
+        },
     }
 }
 
