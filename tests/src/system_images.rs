@@ -50,11 +50,22 @@ fn digest_of(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())[..12].to_owned()
 }
 
-/// A system image of the busybox root with Debian's cloud kernel, built by
+/// A system image of the busybox root with Debian's cloud kernel.
+pub fn busybox_system_image() -> PathBuf {
+    system_image_of(&busybox_rootfs(), "busybox")
+}
+
+/// A system image of Debian bookworm minbase (mmdebstrap) with Debian's
+/// cloud kernel.
+pub fn debian_system_image() -> PathBuf {
+    system_image_of(&crate::images::debian_minbase(), "debian-minbase")
+}
+
+/// A system image of `tarball` with Debian's cloud kernel, built by
 /// `kiln-agent image build`; cached by its inputs (the tarball, the kernel
 /// package, and the agent's guest init and image builder sources).
-pub fn busybox_system_image() -> PathBuf {
-    let tarball = busybox_rootfs();
+pub fn system_image_of(tarball: &Path, label: &str) -> PathBuf {
+    let tarball = tarball.to_owned();
     let deb = kernel_deb();
     let agent_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/src/backends/qemu");
     let sources: Vec<Vec<u8>> = ["guest_init.sh", "initramfs.rs", "build.rs", "image.rs"]
@@ -63,7 +74,7 @@ pub fn busybox_system_image() -> PathBuf {
         .collect();
     let mut parts: Vec<&[u8]> = vec![tarball.as_os_str().as_encoded_bytes(), deb.as_os_str().as_encoded_bytes()];
     parts.extend(sources.iter().map(Vec::as_slice));
-    let out = cache_dir().join(format!("busybox-system-image-{}", digest_of(&parts)));
+    let out = cache_dir().join(format!("{label}-system-image-{}", digest_of(&parts)));
     if out.join("image.json").exists() {
         return out;
     }

@@ -8,7 +8,7 @@ use kiln_shared::client::Client;
 use kiln_shared::work::{NewWorkRequest, WorkRequest};
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
-use kiln_tests::images::{busybox_rootfs, upload_environment};
+use kiln_tests::images::{busybox_rootfs, debian_minbase, upload_environment};
 use kiln_tests::incus::{images, instances, project_of, ProjectGuard};
 use kiln_tests::{require_incus, wait_for, Coordinator};
 use serde_json::{json, Value};
@@ -395,4 +395,21 @@ async fn a_container_task_survives_agent_restarts_and_a_lost_shim_leaves_no_cont
     .await
     .expect("the attempt ends");
     assert_eq!(lost.attempts[0].result, Some(WorkResult::Error), "{lost:?}");
+}
+
+#[tokio::test]
+async fn a_debian_minbase_image_without_init_runs_in_a_container() {
+    require_incus!();
+    let s = setup(&[]).await;
+    let env = upload_environment(&s.user, &debian_minbase(), "amd64").await;
+    let script =
+        ". /etc/os-release; echo distro: $ID $VERSION_CODENAME; echo init: $(cat /proc/1/cmdline | tr '\\0' ' '); \
+                  echo packages: $(dpkg-query -W | wc -l); echo ok > $KILN_OUTPUT/ok";
+    let wr = s.user.create_work_request(&command(env, script, json!({}))).await.expect("create");
+    let done = finished(&s.user, wr.id, Duration::from_secs(300)).await;
+    let log = log_text(&s.user, wr.id).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "log:\n{log}\n{:?}", done.output_data);
+    assert!(log.contains("distro: debian bookworm"), "{log}");
+    assert!(log.contains("init: /bin/sleep"), "minbase has no init: the keep-alive runs as pid 1: {log}");
+    assert_no_instances(&s.project).await;
 }

@@ -10,7 +10,7 @@ use kiln_shared::work::{NewWorkRequest, WorkRequest};
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, upload_environment};
-use kiln_tests::system_images::{busybox_system_image, upload_system_image};
+use kiln_tests::system_images::{busybox_system_image, debian_system_image, upload_system_image};
 use kiln_tests::{require_qemu, wait_for, Coordinator};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -180,4 +180,22 @@ async fn backend_auto_resolves_to_the_simplest_backend_that_fits() {
         assert_eq!(done.result, Some(WorkResult::Success), "{extra}: {:?}", done.output_data);
         assert_eq!(done.resolved_backend.as_deref(), Some(expected), "{extra}");
     }
+}
+
+#[tokio::test]
+async fn a_debian_image_made_by_image_build_runs_dpkg() {
+    require_qemu!();
+    let image = debian_system_image();
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let env = upload_system_image(&user, &image, "amd64").await;
+    let agent = Agent::start(&c, "builder-debian", &["--backends", "qemu"]);
+    let script = "set -e; . /etc/os-release; echo distro: $ID $VERSION_CODENAME; \
+                  echo packages: $(dpkg-query -W | wc -l); echo kernel: $(uname -r); \
+                  test -d /lib/modules/$(uname -r); echo modules-ok; df -h / | tail -1";
+    let wr = user.create_work_request(&command(env, "qemu", script, json!({}))).await.expect("create");
+    let done = finished(&user, wr.id, BOOTED).await;
+    let log = log_text(&user, wr.id).await;
+    assert_eq!(done.result, Some(WorkResult::Success), "log:\n{log}\n{:?}\n{}", done.output_data, agent.log());
+    assert!(log.contains("distro: debian bookworm") && log.contains("modules-ok"), "{log}");
 }

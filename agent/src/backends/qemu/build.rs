@@ -43,6 +43,33 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), BuildError> {
     Err(BuildError::Failed { what: what.to_owned(), message })
 }
 
+/// Unpack a package's files into `root` as dpkg would lay them out:
+/// through the tree's directory symlinks (a merged-/usr `/lib -> usr/lib`
+/// must stay a symlink, which `dpkg-deb -x` would replace by a directory).
+fn unpack_deb(deb: &Path, root: &Path) -> Result<(), BuildError> {
+    let what = format!("unpack {}", deb.display());
+    let mut fsys = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(failed(what.clone()))?;
+    let stdout =
+        fsys.stdout.take().ok_or_else(|| BuildError::Failed { what: what.clone(), message: "no pipe".into() })?;
+    let tar = Command::new("tar")
+        .args(["-x", "--keep-directory-symlink", "--same-owner", "-C"])
+        .arg(root)
+        .stdin(stdout)
+        .output()
+        .map_err(failed(what.clone()))?;
+    let status = fsys.wait().map_err(failed(what.clone()))?;
+    if !status.success() || !tar.status.success() {
+        let message = format!("dpkg-deb {status}, tar {}: {}", tar.status, String::from_utf8_lossy(&tar.stderr).trim());
+        return Err(BuildError::Failed { what, message });
+    }
+    Ok(())
+}
+
 /// The newest `/boot/vmlinuz-<version>` of a tree, by version.
 fn find_kernel(root: &Path) -> Option<(String, PathBuf)> {
     let mut kernels: Vec<String> = std::fs::read_dir(root.join("boot"))
@@ -99,7 +126,7 @@ pub fn build(options: &BuildOptions) -> Result<Manifest, BuildError> {
         |e| BuildError::Failed { what: format!("unpack {}", options.tarball.display()), message: e.to_string() },
     )?;
     for deb in &options.kernel_debs {
-        run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root), &format!("unpack {}", deb.display()))?;
+        unpack_deb(deb, &root)?;
     }
     let (version, kernel) = find_kernel(&root).ok_or_else(|| BuildError::Failed {
         what: "find a kernel".into(),
