@@ -199,3 +199,22 @@ async fn a_debian_image_made_by_image_build_runs_dpkg() {
     assert_eq!(done.result, Some(WorkResult::Success), "log:\n{log}\n{:?}\n{}", done.output_data, agent.log());
     assert!(log.contains("distro: debian bookworm") && log.contains("modules-ok"), "{log}");
 }
+
+#[tokio::test]
+async fn a_nic_only_when_the_task_asks_and_the_agent_allows() {
+    require_qemu!();
+    let image = busybox_system_image();
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let env = upload_system_image(&user, &image, "amd64").await;
+    let _agent = Agent::start(&c, "builder-net", &["--backends", "qemu", "--allow-network", "true"]);
+    let script = "echo ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ')";
+    let with = user.create_work_request(&command(env, "qemu", script, json!({"network": true}))).await.expect("c");
+    let without = user.create_work_request(&command(env, "qemu", script, json!({}))).await.expect("c");
+    for (wr, expected) in [(with, "ifaces: eth0 lo"), (without, "ifaces: lo")] {
+        let done = finished(&user, wr.id, BOOTED).await;
+        let log = log_text(&user, wr.id).await;
+        assert_eq!(done.result, Some(WorkResult::Success), "{log}");
+        assert!(log.lines().any(|l| l.trim() == expected), "{expected:?} in {log}");
+    }
+}
