@@ -273,8 +273,10 @@ impl Inner {
         if let Some(entry) = state.entries.get_mut(&artifact_id) {
             match index::content_dir(&self.dir, artifact_id) {
                 Some(content) => {
-                    // Not in the store it needs yet: a flight imports it.
-                    if want.store.is_none_or(|s| entry.stores.iter().any(|e| e == s)) {
+                    // Not in the store it needs yet: a flight imports it; of
+                    // another kind: a flight finds out the artifact's category.
+                    let kind_ok = content.ends_with("rootfs") == (want.category == fetch::TARBALL_CATEGORY);
+                    if kind_ok && want.store.is_none_or(|s| entry.stores.iter().any(|e| e == s)) {
                         entry.last_used = Utc::now();
                         return Ok((entry.sha256.clone(), content));
                     }

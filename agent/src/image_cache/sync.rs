@@ -149,11 +149,13 @@ impl Inner {
         self.state().entries.insert(artifact_id, entry);
     }
 
-    /// The cache has the image, but not in `want.store`: import it there.
+    /// The cache has the image, but not in `want.store` (or not of the
+    /// category `want` says): import it there (or refuse it).
     async fn add_to_store(&self, client: &Client, entry: IndexEntry, want: Want) -> Result<(), CacheError> {
         let artifact_id = entry.artifact_id;
-        let Some(store) = want.store else { return Ok(()) };
+        // Refuses an artifact of another category than the task wants.
         let artifact = fetch::lookup(client, artifact_id, want.category).await?;
+        let Some(store) = want.store else { return Ok(()) };
         if want.category == IMAGE_CATEGORY {
             let files = image_files(&self.dir, artifact_id)?;
             self.import(store, &Self::offer(&artifact, files)).await?;
