@@ -20,6 +20,8 @@ pub fn kernel_deb() -> PathBuf {
         .to_owned();
     let dir = cache_dir().join("kernel");
     std::fs::create_dir_all(&dir).expect("create the kernel cache");
+    static DOWNLOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DOWNLOADING.lock().unwrap_or_else(|p| p.into_inner());
     let found = |dir: &Path| {
         std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
             p.file_name()
@@ -75,10 +77,13 @@ pub fn system_image_of(tarball: &Path, label: &str) -> PathBuf {
     let mut parts: Vec<&[u8]> = vec![tarball.as_os_str().as_encoded_bytes(), deb.as_os_str().as_encoded_bytes()];
     parts.extend(sources.iter().map(Vec::as_slice));
     let out = cache_dir().join(format!("{label}-system-image-{}", digest_of(&parts)));
+    // Tests of one binary run as threads: one builds, the others wait.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     if out.join("image.json").exists() {
         return out;
     }
-    let partial = out.with_extension(format!("partial-{}", std::process::id()));
+    let partial = out.with_extension(format!("partial-{}-{}", std::process::id(), crate::random_suffix()));
     let _ = std::fs::remove_dir_all(&partial);
     let result = Command::new(crate::binary("kiln-agent"))
         .args(["image", "build", "--tarball"])
