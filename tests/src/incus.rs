@@ -82,6 +82,21 @@ pub struct ProjectGuard(pub String);
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
+        // A shim finishing its work may still remove or make a container:
+        // try again for a few seconds until the project is gone.
+        for _ in 0..20 {
+            if self.clean_once() || query(&format!("/1.0/projects/{}", self.0)).is_null() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        eprintln!("warning: could not delete the Incus project {}", self.0);
+    }
+}
+
+impl ProjectGuard {
+    /// Delete instances, images, then the project; did the last work?
+    fn clean_once(&self) -> bool {
         let p = &self.0;
         for name in instances(p) {
             let _ = Command::new("incus").args(["delete", "--force", "--project", p, &name]).output();
@@ -93,7 +108,7 @@ impl Drop for ProjectGuard {
         for f in fingerprints {
             let _ = Command::new("incus").args(["image", "delete", "--project", p, &f]).output();
         }
-        let _ = Command::new("incus").args(["project", "delete", p]).output();
+        Command::new("incus").args(["project", "delete", p]).output().is_ok_and(|o| o.status.success())
     }
 }
 
