@@ -146,7 +146,9 @@ async fn abort_stops_the_whole_tree_within_seconds() {
     s.user.work_request_action(wr.id, "abort").await.expect("abort");
     let gone = wait_for(Duration::from_secs(10), || async { (running() == 0).then_some(()) }).await;
     assert!(gone.is_some(), "every process of the task is gone");
-    assert!(aborted_at.elapsed() < Duration::from_secs(6), "stopped within {:?}", aborted_at.elapsed());
+    // By design ≤ ~4.3 s (1.5 s heartbeat + 0.2 s poll + 2.5 s grace); the
+    // bound leaves scheduling slack for a loaded 2-core CI machine.
+    assert!(aborted_at.elapsed() < Duration::from_secs(8), "stopped within {:?}", aborted_at.elapsed());
     let wr = s.user.work_request(wr.id).await.expect("get");
     assert_eq!((wr.status, wr.abort_reason.as_deref()), (WorkStatus::Aborted, Some("user")));
     let log = wait_for(Duration::from_secs(10), || async {
