@@ -51,7 +51,12 @@ pub async fn finish(worker: &Client, wr: &WorkRequest, result: WorkResult) -> Wo
 /// A worker `command` running `/bin/sh -c script` in the unshare backend on
 /// environment `env`, with `extra` task_data keys merged in.
 pub fn shell_command(env: i64, script: &str, extra: serde_json::Value) -> NewWorkRequest {
-    let mut data = serde_json::json!({"environment": env, "backend": "unshare", "command": ["/bin/sh", "-c", script]});
+    backend_command(env, "unshare", script, extra)
+}
+
+/// [`shell_command`] on the given backend (or `auto`).
+pub fn backend_command(env: i64, backend: &str, script: &str, extra: serde_json::Value) -> NewWorkRequest {
+    let mut data = serde_json::json!({"environment": env, "backend": backend, "command": ["/bin/sh", "-c", script]});
     if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
         d.extend(e.clone());
     }

@@ -5,49 +5,16 @@
 //! the agent's Incus image store follows its LRU cache.
 
 use kiln_shared::client::Client;
-use kiln_shared::work::{NewWorkRequest, WorkRequest};
-use kiln_shared::{TaskType, WorkResult, WorkStatus};
+use kiln_shared::work::NewWorkRequest;
+use kiln_shared::{WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, debian_minbase, upload_environment};
 use kiln_tests::incus::{images, instances, project_of, ProjectGuard};
+use kiln_tests::work::{finished_within as finished, log_text};
 use kiln_tests::{require_incus, wait_for, Coordinator};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn command(env: i64, script: &str, extra: Value) -> NewWorkRequest {
-    let mut data = json!({"environment": env, "backend": "incus-lxc", "command": ["/bin/sh", "-c", script]});
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    NewWorkRequest {
-        task_type: TaskType::Worker,
-        task_name: "command".into(),
-        task_data: data.as_object().cloned().unwrap_or_default(),
-        dependencies: vec![],
-        priority: 0,
-        workflow_data: Default::default(),
-        parent: None,
-    }
-}
-
-async fn finished(user: &Client, id: i64, within: Duration) -> WorkRequest {
-    wait_for(within, || async {
-        let wr = user.work_request(id).await.ok()?;
-        wr.status.is_final().then_some(wr)
-    })
-    .await
-    .unwrap_or_else(|| panic!("work request {id} did not finish within {within:?}"))
-}
-
-async fn log_text(user: &Client, id: i64) -> String {
-    let body = user.log(id, false).await.expect("log").text().await.expect("text");
-    body.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v.get("text").and_then(Value::as_str).map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 struct Setup {
     c: Coordinator,
@@ -56,6 +23,10 @@ struct Setup {
     agent: Agent,
     project: String,
     _guard: ProjectGuard,
+}
+
+fn command(env: i64, script: &str, extra: Value) -> NewWorkRequest {
+    kiln_tests::work::backend_command(env, "incus-lxc", script, extra)
 }
 
 async fn setup(flags: &[&str]) -> Setup {

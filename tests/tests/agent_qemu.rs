@@ -5,49 +5,14 @@
 //! apply to a machine of its own; timeout and abort stop the VM; and
 //! `backend: auto` resolves to the simplest backend that fits.
 
-use kiln_shared::client::Client;
-use kiln_shared::work::{NewWorkRequest, WorkRequest};
-use kiln_shared::{TaskType, WorkResult, WorkStatus};
+use kiln_shared::{WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::images::{busybox_rootfs, upload_environment};
 use kiln_tests::system_images::{busybox_system_image, debian_system_image, upload_system_image};
+use kiln_tests::work::{backend_command as command, finished_within as finished, log_text};
 use kiln_tests::{require_qemu, wait_for, Coordinator};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn command(env: i64, backend: &str, script: &str, extra: Value) -> NewWorkRequest {
-    let mut data = json!({"environment": env, "backend": backend, "command": ["/bin/sh", "-c", script]});
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    NewWorkRequest {
-        task_type: TaskType::Worker,
-        task_name: "command".into(),
-        task_data: data.as_object().cloned().unwrap_or_default(),
-        dependencies: vec![],
-        priority: 0,
-        workflow_data: Default::default(),
-        parent: None,
-    }
-}
-
-async fn finished(user: &Client, id: i64, within: Duration) -> WorkRequest {
-    wait_for(within, || async {
-        let wr = user.work_request(id).await.ok()?;
-        wr.status.is_final().then_some(wr)
-    })
-    .await
-    .unwrap_or_else(|| panic!("work request {id} did not finish within {within:?}"))
-}
-
-async fn log_text(user: &Client, id: i64) -> String {
-    let body = user.log(id, false).await.expect("log").text().await.expect("text");
-    body.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v.get("text").and_then(Value::as_str).map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn qemu_processes(marker: &str) -> usize {
     std::fs::read_dir("/proc")
