@@ -8,27 +8,11 @@ use kiln_shared::client::Client;
 use kiln_tests::work::{noop, with_data};
 use kiln_tests::Coordinator;
 use serde_json::json;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STORED: usize = 100_000;
 const SUBMITTERS: usize = 16;
 const _: () = assert!(STORED.is_multiple_of(SUBMITTERS), "submitters share the work evenly");
-
-/// The pid of the coordinator serving `data_dir` (the harness keeps its
-/// child private, so look it up by command line).
-fn coordinator_pid(data_dir: &Path) -> u32 {
-    let needle = data_dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == needle))
-                .unwrap_or(false)
-        })
-        .expect("the coordinator's process")
-}
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -68,12 +52,12 @@ async fn main() {
     let user = c.user("bench");
     user.health().await.expect("health");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_mib(coordinator_pid(c.data_dir.path()));
+    let idle = rss_mib(c.pid().expect("the coordinator runs"));
     let took = fill(&user).await;
-    let loaded = rss_mib(coordinator_pid(c.data_dir.path()));
+    let loaded = rss_mib(c.pid().expect("the coordinator runs"));
     c.kill_and_restart();
     user.health().await.expect("health after restart");
-    let restarted = rss_mib(coordinator_pid(c.data_dir.path()));
+    let restarted = rss_mib(c.pid().expect("the coordinator runs"));
     let db = std::fs::metadata(c.data_dir.path().join("kiln.sqlite3")).map(|m| m.len()).unwrap_or(0);
     println!("coordinator resident set size (VmRSS)");
     println!("idle (fresh data dir):                  {idle:>7.1} MiB");

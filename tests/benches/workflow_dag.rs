@@ -13,7 +13,6 @@ use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use kiln_tests::work::noop;
 use kiln_tests::{amd64_metadata, enrolled_worker, obj, Coordinator};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,21 +21,6 @@ const NODES: usize = 10_000;
 const WORKERS: usize = 8;
 const SUBMITTERS: usize = 8;
 const _: () = assert!(NODES.is_multiple_of(SUBMITTERS), "submitters share the work evenly");
-
-/// The pid of the coordinator serving `data_dir` (the harness keeps its
-/// child private, so look it up by command line).
-fn coordinator_pid(data_dir: &Path) -> u32 {
-    let needle = data_dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == needle))
-                .unwrap_or(false)
-        })
-        .expect("the coordinator's process")
-}
 
 /// A `/proc/<pid>/status` field in MiB (`VmRSS`, `VmHWM`).
 fn mib(pid: u32, field: &str) -> f64 {
@@ -109,7 +93,7 @@ async fn baseline() -> Figures {
     let c = Coordinator::start();
     let user = c.user("bench");
     let workers = workers(&c).await;
-    let pid = coordinator_pid(c.data_dir.path());
+    let pid = c.pid().expect("the coordinator runs");
     let idle_mib = mib(pid, "VmRSS");
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -137,7 +121,7 @@ async fn workflow() -> Figures {
     let c = Coordinator::start();
     let user = c.user("bench");
     let workers = workers(&c).await;
-    let pid = coordinator_pid(c.data_dir.path());
+    let pid = c.pid().expect("the coordinator runs");
     let idle_mib = mib(pid, "VmRSS");
     let targets: Vec<Value> = (0..NODES).map(|_| json!({"architecture": "amd64"})).collect();
     let start = Instant::now();

@@ -93,6 +93,11 @@ impl Coordinator {
         self.child = Some(child);
     }
 
+    /// The coordinator process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`, then start again on the same port and data.
     pub fn kill_and_restart(&mut self) {
         self.kill();
