@@ -4,6 +4,7 @@
 
 pub mod artifact;
 pub mod client;
+pub mod deb822;
 pub mod exit;
 pub mod protocol;
 pub mod size;
