@@ -54,6 +54,10 @@ pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
         }
     }
     let ctx = Arc::new(ctx);
+    // Registered, cache open, host probed: systemd (Type=notify) may count
+    // the agent as started.
+    kiln_shared::systemd::notify_ready("registered; taking work");
+    tokio::spawn(kiln_shared::systemd::feed_watchdog());
     tokio::select! {
         r = daemon::run(ctx) => r,
         _ = tokio::signal::ctrl_c() => {

@@ -9,6 +9,7 @@ pub mod exit;
 pub mod protocol;
 pub mod size;
 pub mod status;
+pub mod systemd;
 pub mod work;
 pub mod worker;
 pub mod workflow;

@@ -34,6 +34,10 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
     let mut out = std::io::stdout();
     writeln!(out, "kiln-coordinator listening on http://{addr}")?;
     out.flush()?;
+    // Listening and the store open: systemd (Type=notify) may start what
+    // comes after the coordinator.
+    kiln_shared::systemd::notify_ready(&format!("listening on http://{addr}"));
+    tokio::spawn(kiln_shared::systemd::feed_watchdog());
     server::run(listener, state, shutdown_signal()).await
 }
 
@@ -50,5 +54,6 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    kiln_shared::systemd::notify_stopping();
     tracing::info!("shutting down");
 }
