@@ -51,6 +51,10 @@ async fn create(
             require_owner(&who, &p)?;
         }
     }
+    if new.task_type == TaskType::Workflow {
+        let submitter = crate::workflows::Submitter { user: who.display_name(), template: None };
+        super::workflows::check_submission(&state, &new.task_name, &new.task_data, submitter).await?;
+    }
     let mut requirements = validated.requirements;
     if let Some(env) = validated.environment {
         check_environment(&state, env, requirements.as_mut()).await?;

@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::state::AppState;
 use crate::store::NewWork;
 use crate::tasks;
-use crate::workflows::{submit, templates, WorkflowError};
+use crate::workflows::{submit, templates, StoreLookup, Submitter, WorkflowError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use kiln_shared::work::WorkRequest;
 use kiln_shared::workflow::{NewWorkflow, WorkflowTemplate, WorkflowTemplateSpec};
 use kiln_shared::{Page, TaskType};
+use serde_json::{Map, Value};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
 fn refused(e: WorkflowError) -> ApiError {
     match e {
         WorkflowError::NotAllowed { message, .. } => ApiError::bad_request("not-allowed", message),
+        WorkflowError::Forbidden { message, .. } => ApiError::forbidden(message),
         WorkflowError::Store(e) => e.into(),
         other => ApiError::bad_request("invalid-task-data", other.to_string()),
     }
@@ -81,6 +83,8 @@ async fn submit_workflow(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow template {:?} not found", body.template)))?;
     let sub = submit::prepare(&template, &body).map_err(refused)?;
+    let submitter = Submitter { user: who.display_name(), template: Some(template.name.clone()) };
+    check_submission(&state, &sub.task_name, &sub.task_data, submitter).await?;
     let validated = tasks::validate(TaskType::Workflow, &sub.task_name, &sub.task_data)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
     if let Some(env) = validated.environment {
@@ -103,4 +107,20 @@ async fn submit_workflow(
     state.apply(&effects);
     tracing::info!(id = wr.id, template = %template.name, workflow = %wr.task_name, "workflow submitted");
     Ok((StatusCode::CREATED, Json(wr)))
+}
+
+/// The orchestrator's checks that need the store (artifacts it names exist,
+/// the submitter may use a signing key): refused submissions create nothing.
+pub(super) async fn check_submission(
+    state: &AppState,
+    workflow: &str,
+    data: &Map<String, Value>,
+    submitter: Submitter,
+) -> Result<(), ApiError> {
+    let Some(orchestrator) = crate::workflows::orchestrator(workflow) else {
+        return Ok(());
+    };
+    let data = data.clone();
+    let checked = state.db(move |s| Ok(orchestrator.check_submission(&data, &submitter, &StoreLookup(s)))).await?;
+    checked.map_err(refused)
 }

@@ -185,6 +185,7 @@ mod tests {
         pub info: WorkflowInfo,
         pub created: Vec<ChildSpec>,
         by_step: HashMap<String, i64>,
+        lookup: crate::workflows::lookup::fake::FakeLookup,
     }
 
     impl FakeContext {
@@ -197,7 +198,7 @@ mod tests {
                 priority: 0,
                 created_by: Some("alice".into()),
             };
-            FakeContext { info, created: Vec::new(), by_step: HashMap::new() }
+            FakeContext { info, created: Vec::new(), by_step: HashMap::new(), lookup: Default::default() }
         }
     }
 
@@ -216,6 +217,9 @@ mod tests {
             self.by_step.insert(spec.step.clone(), id);
             self.created.push(spec);
             Ok(id)
+        }
+        fn lookup(&self) -> &dyn crate::workflows::Lookup {
+            &self.lookup
         }
     }
 

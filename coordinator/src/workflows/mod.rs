@@ -9,11 +9,16 @@
 //! store implements inside one transaction: an orchestration is applied
 //! whole or not at all.
 
+pub mod debian_pipeline;
+pub mod lookup;
 pub mod matrix;
 pub mod noop;
 pub mod runner;
+pub mod sbuild;
 pub mod submit;
 pub mod templates;
+
+pub use lookup::{Lookup, StoreLookup, Submitter};
 
 use crate::store::StoreError;
 use crate::tasks::TaskError;
@@ -30,6 +35,13 @@ pub enum WorkflowError {
     /// A value outside a template's `allowed` list.
     #[error("{message}")]
     NotAllowed { key: String, message: String },
+    /// The submitter may not use something the workflow names (HTTP 403).
+    #[error("{message}")]
+    Forbidden { key: String, message: String },
+    /// A stage of the workflow did not succeed, so it goes no further: the
+    /// callback that found out ends in `failure` (and so the workflow).
+    #[error("{message}")]
+    StageFailed { step: String, message: String },
     /// A child's task data was refused by the task registry.
     #[error("failed to create step {step:?}: {source}")]
     Child { step: String, source: TaskError },
@@ -45,8 +57,10 @@ impl WorkflowError {
     /// The key the error is about, if it names one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            WorkflowError::Invalid { key, .. } | WorkflowError::NotAllowed { key, .. } => Some(key),
-            WorkflowError::Child { step, .. } => Some(step),
+            WorkflowError::Invalid { key, .. }
+            | WorkflowError::NotAllowed { key, .. }
+            | WorkflowError::Forbidden { key, .. } => Some(key),
+            WorkflowError::Child { step, .. } | WorkflowError::StageFailed { step, .. } => Some(step),
             WorkflowError::Store(_) => None,
         }
     }
@@ -80,6 +94,16 @@ pub struct ChildInfo {
     pub task_name: String,
     pub status: WorkStatus,
     pub result: Option<WorkResult>,
+    pub task_data: Map<String, Value>,
+    /// What the child reported (artifact ids of its results...).
+    pub output_data: Map<String, Value>,
+}
+
+impl ChildInfo {
+    /// Finished with `success` (or `skipped`)?
+    pub fn succeeded(&self) -> bool {
+        self.status == WorkStatus::Completed && matches!(self.result, Some(WorkResult::Success | WorkResult::Skipped))
+    }
 }
 
 /// A child to create (unless its step exists already).
@@ -133,12 +157,25 @@ pub trait WorkflowContext {
     fn children(&mut self) -> Result<Vec<ChildInfo>, WorkflowError>;
     /// Create a child, or return the existing one with the same step.
     fn ensure_child(&mut self, spec: ChildSpec) -> Result<WorkRequestId, WorkflowError>;
+    /// Read-only lookups (artifacts, signing keys) in the same transaction.
+    fn lookup(&self) -> &dyn Lookup;
 }
 
 /// One kind of workflow.
 pub trait Orchestrator: Send + Sync {
     /// Check `task_data` at creation: refused input creates nothing.
     fn validate(&self, data: &Map<String, Value>) -> Result<(), WorkflowError>;
+    /// Check at submission what needs the store (artifacts exist, the
+    /// submitter may use a signing key). Runs after [`Orchestrator::validate`].
+    fn check_submission(
+        &self,
+        data: &Map<String, Value>,
+        submitter: &Submitter,
+        lookup: &dyn Lookup,
+    ) -> Result<(), WorkflowError> {
+        let _ = (data, submitter, lookup);
+        Ok(())
+    }
     /// Create the children; running it again creates nothing new.
     fn populate(&self, ctx: &mut dyn WorkflowContext) -> Result<(), WorkflowError>;
     /// Run a callback's step. By default the orchestrator populates again,
@@ -154,9 +191,11 @@ pub fn orchestrator(name: &str) -> Option<&'static dyn Orchestrator> {
     match name {
         "noop" => Some(&noop::Noop),
         "matrix" => Some(&matrix::Matrix),
+        "sbuild" => Some(&sbuild::Sbuild),
+        "debian_pipeline" => Some(&debian_pipeline::DebianPipeline),
         _ => None,
     }
 }
 
 /// Names of the built-in workflows.
-pub const NAMES: &[&str] = &["noop", "matrix"];
+pub const NAMES: &[&str] = &["noop", "matrix", "sbuild", "debian_pipeline"];

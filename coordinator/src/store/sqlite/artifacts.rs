@@ -38,11 +38,35 @@ fn build(conn: &Connection, (id, category, data, work_request, created_by, creat
     })
 }
 
-fn load(conn: &Connection, id: i64) -> StoreResult<Option<Artifact>> {
+pub(super) fn load(conn: &Connection, id: i64) -> StoreResult<Option<Artifact>> {
     conn.query_row(&format!("SELECT {COLUMNS} FROM artifacts WHERE id = ?1"), [id], raw)
         .optional()?
         .map(|r| build(conn, r))
         .transpose()
+}
+
+/// Artifacts matching `filter`, newest first (also used inside other
+/// operations' transactions, e.g. an orchestrator's lookups).
+pub(super) fn query(conn: &Connection, filter: &ArtifactFilter) -> StoreResult<Vec<Artifact>> {
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM artifacts WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR id < ?2)");
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(filter.category.clone()), Box::new(filter.before)];
+    for (key, value) in &filter.data {
+        // Booleans compare as true/false, numbers and strings as text.
+        let p = values.len() + 1;
+        sql.push_str(&format!(
+            " AND (CASE json_type(data, ?{p}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+             ELSE CAST(json_extract(data, ?{p}) AS TEXT) END) = ?{}",
+            p + 1
+        ));
+        values.push(Box::new(format!("$.\"{key}\"")));
+        values.push(Box::new(value.clone()));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+    let rows = stmt.query_map(params.as_slice(), raw)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(|r| build(conn, r)).collect()
 }
 
 impl ArtifactStore for SqliteStore {
@@ -69,29 +93,7 @@ impl ArtifactStore for SqliteStore {
     }
 
     fn list_artifacts(&self, filter: &ArtifactFilter) -> StoreResult<Vec<Artifact>> {
-        self.read(|conn| {
-            let mut sql = format!(
-                "SELECT {COLUMNS} FROM artifacts WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR id < ?2)"
-            );
-            let mut values: Vec<Box<dyn rusqlite::ToSql>> =
-                vec![Box::new(filter.category.clone()), Box::new(filter.before)];
-            for (key, value) in &filter.data {
-                // Booleans compare as true/false, numbers and strings as text.
-                let p = values.len() + 1;
-                sql.push_str(&format!(
-                    " AND (CASE json_type(data, ?{p}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
-                     ELSE CAST(json_extract(data, ?{p}) AS TEXT) END) = ?{}",
-                    p + 1
-                ));
-                values.push(Box::new(format!("$.\"{key}\"")));
-                values.push(Box::new(value.clone()));
-            }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit));
-            let mut stmt = conn.prepare(&sql)?;
-            let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
-            let rows = stmt.query_map(params.as_slice(), raw)?.collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(|r| build(conn, r)).collect()
-        })
+        self.read(|conn| query(conn, filter))
     }
 
     fn mark_file_complete(&self, id: i64, path: &str) -> StoreResult<Artifact> {

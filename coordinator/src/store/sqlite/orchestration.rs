@@ -6,10 +6,12 @@
 use super::lifecycle::{core, Propagator};
 use super::work::insert;
 use super::{json_map, parse_enum, SqliteStore};
+use crate::store::signing::SigningKey;
 use crate::store::workflow::{JobKind, OrchestrationJob, WorkflowStore};
-use crate::store::{ts, Effects, NewWork, StoreError, StoreResult};
-use crate::workflows::{ChildInfo, ChildSpec, Orchestrator, WorkflowContext, WorkflowError, WorkflowInfo};
+use crate::store::{ts, ArtifactFilter, Effects, NewWork, StoreError, StoreResult};
+use crate::workflows::{ChildInfo, ChildSpec, Lookup, Orchestrator, WorkflowContext, WorkflowError, WorkflowInfo};
 use chrono::{DateTime, Utc};
+use kiln_shared::artifact::Artifact;
 use kiln_shared::work::WorkRequestId;
 use kiln_shared::{WorkResult, WorkStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -66,8 +68,19 @@ fn still_due(conn: &Connection, job: &OrchestrationJob) -> StoreResult<bool> {
 }
 
 fn failure_output(e: &WorkflowError) -> Map<String, Value> {
-    let errors = json!({"errors": [{"code": "orchestrator-failed", "message": e.to_string()}]});
+    let code = if matches!(e, WorkflowError::StageFailed { .. }) { "stage-failed" } else { "orchestrator-failed" };
+    let errors = json!({"errors": [{"code": code, "message": e.to_string()}]});
     errors.as_object().cloned().unwrap_or_default()
+}
+
+/// A stage that did not succeed is a `failure`; anything else the
+/// orchestrator could not do is an `error`.
+fn failure_result(e: &WorkflowError) -> WorkResult {
+    if matches!(e, WorkflowError::StageFailed { .. }) {
+        WorkResult::Failure
+    } else {
+        WorkResult::Error
+    }
 }
 
 impl WorkflowStore for SqliteStore {
@@ -179,7 +192,7 @@ fn orchestrate(tx: &Transaction<'_>, job: &OrchestrationJob, orchestrator: &dyn 
             drop(ctx);
             tx.execute_batch("ROLLBACK TO orchestration; RELEASE orchestration")?;
             tracing::warn!(workflow = job.workflow, error = %e, "orchestrator failed");
-            (Propagator::new(tx), Some(failure_output(&e)))
+            (Propagator::new(tx), Some((failure_output(&e), failure_result(&e))))
         }
     };
     match (&job.kind, failure) {
@@ -187,14 +200,14 @@ fn orchestrate(tx: &Transaction<'_>, job: &OrchestrationJob, orchestrator: &dyn 
             tx.execute("UPDATE work_requests SET populated = 1 WHERE id = ?1", [job.workflow])?;
             match failure {
                 None => prop.check_workflow(job.workflow)?,
-                Some(out) => prop.finish(job.workflow, WorkStatus::Completed, Some(WorkResult::Error), &out)?,
+                Some((out, result)) => prop.finish(job.workflow, WorkStatus::Completed, Some(result), &out)?,
             }
         }
         (JobKind::Callback { callback, .. }, None) => {
             prop.finish(*callback, WorkStatus::Completed, Some(WorkResult::Success), &Map::new())?
         }
-        (JobKind::Callback { callback, .. }, Some(out)) => {
-            prop.finish(*callback, WorkStatus::Completed, Some(WorkResult::Error), &out)?
+        (JobKind::Callback { callback, .. }, Some((out, result))) => {
+            prop.finish(*callback, WorkStatus::Completed, Some(result), &out)?
         }
     }
     prop.run()
@@ -288,7 +301,7 @@ impl WorkflowContext for SqlContext<'_, '_> {
             .tx
             .prepare_cached(
                 "SELECT id, CASE WHEN json_type(workflow_data, '$.step') = 'text' \
-             THEN json_extract(workflow_data, '$.step') END, task_type, task_name, status, result \
+             THEN json_extract(workflow_data, '$.step') END, task_type, task_name, status, result, output_data, task_data \
              FROM work_requests WHERE parent = ?1 ORDER BY id",
             )
             .map_err(StoreError::from)?;
@@ -301,18 +314,14 @@ impl WorkflowContext for SqlContext<'_, '_> {
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(StoreError::from)?;
-        let build = |(id, step, task_type, task_name, status, result): (
-            i64,
-            Option<String>,
-            String,
-            String,
-            String,
-            Option<String>,
-        )| {
+        type Row = (i64, Option<String>, String, String, String, Option<String>, Option<String>, String);
+        let build = |(id, step, task_type, task_name, status, result, output, task_data): Row| {
             Ok(ChildInfo {
                 id,
                 step,
@@ -320,6 +329,8 @@ impl WorkflowContext for SqlContext<'_, '_> {
                 task_name,
                 status: parse_enum(&status)?,
                 result: result.map(|r| parse_enum(&r)).transpose()?,
+                output_data: output.as_deref().map(json_map).transpose()?.unwrap_or_default(),
+                task_data: json_map(&task_data)?,
             })
         };
         rows.into_iter().map(build).collect::<StoreResult<Vec<_>>>().map_err(WorkflowError::from)
@@ -337,5 +348,24 @@ impl WorkflowContext for SqlContext<'_, '_> {
         self.children.insert(id);
         self.prop.settle(id)?;
         Ok(id)
+    }
+
+    fn lookup(&self) -> &dyn Lookup {
+        self
+    }
+}
+
+impl Lookup for SqlContext<'_, '_> {
+    fn artifact(&self, id: i64) -> StoreResult<Option<Artifact>> {
+        super::artifacts::load(self.prop.tx, id)
+    }
+
+    fn artifacts(&self, category: &str, data: &[(String, String)], limit: u32) -> StoreResult<Vec<Artifact>> {
+        let filter = ArtifactFilter { category: Some(category.to_owned()), data: data.to_vec(), before: None, limit };
+        super::artifacts::query(self.prop.tx, &filter)
+    }
+
+    fn signing_key(&self, fingerprint: &str) -> StoreResult<Option<SigningKey>> {
+        super::signing::load(self.prop.tx, fingerprint)
     }
 }

@@ -25,7 +25,7 @@ fn build(r: Raw) -> StoreResult<SigningKey> {
     })
 }
 
-fn load(conn: &Connection, fingerprint: &str) -> StoreResult<Option<SigningKey>> {
+pub(super) fn load(conn: &Connection, fingerprint: &str) -> StoreResult<Option<SigningKey>> {
     let sql = format!("SELECT {COLUMNS} FROM signing_keys WHERE fingerprint = ?1");
     let raw = conn
         .query_row(&sql, [fingerprint], |r| {
