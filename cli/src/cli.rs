@@ -335,6 +335,11 @@ pub struct ArtifactListArgs {
 pub enum WorkflowCommand {
     /// Start a workflow: the template's task_data merged with yours.
     Start(WorkflowStartArgs),
+    /// Show a workflow as a tree: each node's name, task, status and result.
+    Show {
+        /// The workflow's work request id.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]

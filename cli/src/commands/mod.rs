@@ -19,6 +19,7 @@ pub mod token;
 pub mod wait;
 pub mod workers;
 pub mod workflow;
+pub mod workflow_show;
 
 use crate::cli::{Command, GlobalArgs};
 use crate::config;

@@ -1,5 +1,6 @@
 //! `kiln workflow start TEMPLATE [-d DATA] [--wait]`: submit a workflow
 //! through a template (DESIGN §9); the template's values win over yours.
+//! `kiln workflow show ID` is in [`super::workflow_show`].
 
 use super::{wait, Ctx};
 use crate::cli::{WorkflowCommand, WorkflowStartArgs};
@@ -11,6 +12,7 @@ use kiln_shared::workflow::NewWorkflow;
 pub async fn run(ctx: &Ctx, command: WorkflowCommand) -> Result<u8, CliError> {
     match command {
         WorkflowCommand::Start(args) => start(ctx, args).await,
+        WorkflowCommand::Show { id } => super::workflow_show::run(ctx, id).await,
     }
 }
 
