@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod debian;
 pub mod fingerprint;
 pub mod image_cache;
 mod probe;

@@ -10,6 +10,7 @@
 //!   instance (container, VM) until it is gone, and a daemon that finds a
 //!   shim gone without a status asks the backend to [`Backend::cleanup`].
 
+pub mod host_tool;
 pub mod incus;
 pub mod qemu;
 pub mod spec;
@@ -150,6 +151,11 @@ pub fn image_stores(
     if enabled(QEMU) {
         stores.push(std::sync::Arc::new(qemu::store::QemuStore::new(side.qemu_store, agent_exe.to_owned())));
     }
+    // Debian tools read environments as tarballs (sbuild, autopkgtest).
+    if config.role == crate::config::Role::Worker {
+        let dir = crate::debian::tarballs::store_dir(&config.data_dir);
+        stores.push(std::sync::Arc::new(crate::debian::tarballs::TarballStore::new(dir)));
+    }
     stores
 }
 
@@ -160,6 +166,7 @@ pub fn by_name(name: &str) -> Option<&'static dyn Backend> {
         INCUS_LXC => Some(&incus::IncusLxc),
         INCUS_VM => Some(&incus::IncusVm),
         QEMU => Some(&qemu::Qemu),
+        host_tool::HOST_TOOL => Some(&host_tool::HostTool),
         _ => None,
     }
 }

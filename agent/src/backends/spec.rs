@@ -31,6 +31,8 @@ pub struct TaskSpec {
     pub incus: Option<super::incus::IncusTask>,
     #[serde(default)]
     pub qemu: Option<super::qemu::QemuTask>,
+    #[serde(default)]
+    pub host: Option<super::host_tool::HostTask>,
 }
 
 impl TaskSpec {
@@ -50,6 +52,7 @@ impl TaskSpec {
             notice: task.notice.clone(),
             incus: None,
             qemu: None,
+            host: None,
         }
     }
 

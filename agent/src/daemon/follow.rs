@@ -107,6 +107,9 @@ async fn finish(
     record: &mut TaskRecord,
     status: ShimStatus,
 ) -> (WorkResult, Map<String, Value>) {
+    if record.debian.is_some() {
+        return finish_debian(ctx, dir, record, status).await;
+    }
     if !record.output_uploaded {
         let files = match output::collect_files(&dir.output()) {
             Ok(files) => files,
@@ -147,6 +150,28 @@ async fn finish(
         Outcome::Exited if status.exit_code == Some(0) && !status.oom_killed => WorkResult::Success,
         _ => WorkResult::Failure,
     };
+    (result, out)
+}
+
+/// A Debian task: its log, then the artifacts its tool made.
+async fn finish_debian(
+    ctx: &Context,
+    dir: &TaskDir,
+    record: &mut TaskRecord,
+    status: ShimStatus,
+) -> (WorkResult, Map<String, Value>) {
+    if !record.log_uploaded {
+        let log = vec![("log.jsonl".to_owned(), dir.log())];
+        let data = obj(json!({"attempt": record.attempt}));
+        match output::upload(&ctx.client, "kiln:task-log", data, record.id, &log).await {
+            Ok(id) => record.artifacts.extend(id),
+            Err(e) => return error_result("artifact-upload-failed", &e.to_string()),
+        }
+        record.log_uploaded = true;
+        save(ctx, record);
+    }
+    let (result, mut out) = crate::debian::finish(ctx, dir, record, &status).await;
+    out.insert("artifacts".into(), json!(record.artifacts));
     (result, out)
 }
 

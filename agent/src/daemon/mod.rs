@@ -2,13 +2,13 @@
 //! slot is free, run each task under its shim, heartbeat every 2 s (which is
 //! how aborts arrive), and re-publish the fingerprint when it changes.
 
-mod follow;
+pub(crate) mod follow;
 mod layers;
 pub use layers::LayerPool;
-mod output;
+pub(crate) mod output;
 mod recover;
 mod report;
-mod task;
+pub(crate) mod task;
 
 use crate::config::AgentConfig;
 use crate::image_cache::ImageCache;

@@ -26,7 +26,7 @@ pub struct TaskError {
 }
 
 impl TaskError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         TaskError { code, message: message.into() }
     }
 }
@@ -44,6 +44,17 @@ pub async fn run(ctx: Arc<Context>, wr: WorkRequest, abort: Arc<AtomicBool>) {
                 report(&ctx, wr.id, wr.attempt, result, out).await;
             }
         },
+        name if ctx.config.role == crate::config::Role::Worker && crate::debian::is_debian_task(name) => {
+            match crate::debian::start(&ctx, &wr).await {
+                Ok((record, lease)) => follow(&ctx, record, &abort, lease).await,
+                Err(e) => {
+                    tracing::error!(id = wr.id, attempt = wr.attempt, code = e.code, message = %e.message, "Debian task failed to start");
+                    let _ = ctx.journal.remove(wr.id, wr.attempt);
+                    let (result, out) = error_result(e.code, &e.message);
+                    report(&ctx, wr.id, wr.attempt, result, out).await;
+                }
+            }
+        }
         name if ctx.config.role == crate::config::Role::Signing && crate::signing::is_signing_task(name) => {
             let (result, out) = match crate::signing::run(&ctx.config.data_dir, &ctx.client, &wr).await {
                 Ok(out) => (WorkResult::Success, out),
@@ -193,7 +204,7 @@ fn shim_command(ctx: &Context, dir: &TaskDir) -> tokio::process::Command {
 }
 
 /// Start `kiln-agent shim`, which detaches and prints the shim's pid.
-async fn spawn_shim(ctx: &Context, dir: &TaskDir) -> Result<ProcessRef, TaskError> {
+pub(crate) async fn spawn_shim(ctx: &Context, dir: &TaskDir) -> Result<ProcessRef, TaskError> {
     let stderr = std::fs::File::create(dir.path.join("shim.stderr"))
         .map_err(|e| TaskError::new("agent-io", format!("failed to create shim.stderr: {e}")))?;
     let mut launcher = shim_command(ctx, dir);

@@ -7,6 +7,9 @@
 mod backends;
 pub mod limits;
 mod run;
+pub(crate) use run::find_on_path;
+#[cfg(test)]
+pub(crate) use run::tests as tests_support;
 mod system;
 
 pub use backends::{backend_reason_key, BACKEND_PROBE_TIMEOUT};
@@ -84,6 +87,9 @@ pub fn probe(input: &ProbeInput) -> Map<String, Value> {
     };
     for (task, version) in tasks {
         put(&keys::task_version(task), (*version).into());
+    }
+    if input.config.role == Role::Worker {
+        crate::debian::advertise(&mut map, &input.path_var);
     }
     // A signing agent runs no untrusted code, so it needs (and probes) no backend.
     let enabled: &[String] = match input.config.role {

@@ -24,10 +24,17 @@ pub const IMAGE_CATEGORY: &str = "kiln:system-image";
 /// The tarball of an image artifact: its single file, or the single one
 /// whose name contains `.tar`.
 pub fn pick_tarball(files: &[ArtifactFile]) -> Option<&ArtifactFile> {
-    if let [only] = files {
+    let name = pick_tarball_name(files.iter().map(|f| f.path.as_str()))?;
+    files.iter().find(|f| f.path == name)
+}
+
+/// The same choice by file name: the only file, or the only `*.tar*`.
+pub fn pick_tarball_name<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    let mut all = names.clone();
+    if let (Some(only), None) = (all.next(), all.next()) {
         return Some(only);
     }
-    let mut tarballs = files.iter().filter(|f| f.path.rsplit('/').next().is_some_and(|n| n.contains(".tar")));
+    let mut tarballs = names.filter(|n| n.rsplit('/').next().is_some_and(|n| n.contains(".tar")));
     match (tarballs.next(), tarballs.next()) {
         (Some(one), None) => Some(one),
         _ => None,
@@ -180,7 +187,7 @@ pub async fn download_image(
 }
 
 /// Stream the file to `to`, hashing on the way; returns (sha256, bytes).
-async fn download(
+pub async fn download(
     client: &Client,
     artifact_id: i64,
     file: &ArtifactFile,

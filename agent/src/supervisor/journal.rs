@@ -36,6 +36,19 @@ pub struct TaskRecord {
     pub log_uploaded: bool,
     /// The result, once known and until the coordinator has it.
     pub result: Option<(kiln_shared::WorkResult, Map<String, Value>)>,
+    /// A Debian task: what to collect once its tool is done.
+    #[serde(default)]
+    pub debian: Option<DebianTask>,
+    /// Artifacts uploaded so far by role (`upload`, `build_log`, …).
+    #[serde(default)]
+    pub uploads: std::collections::BTreeMap<String, i64>,
+}
+
+/// The task a `host-tool` record runs, kept to collect its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DebianTask {
+    pub task: String,
+    pub task_data: Map<String, Value>,
 }
 
 impl TaskRecord {
@@ -54,6 +67,8 @@ impl TaskRecord {
             output_uploaded: false,
             log_uploaded: false,
             result: None,
+            debian: None,
+            uploads: Default::default(),
         }
     }
 }
