@@ -17,6 +17,8 @@ pub struct CompiledRequirements {
     version_key: String,
     /// `executor:<backend>:available` for each acceptable backend.
     backend_keys: Vec<String>,
+    /// `<task_name>:available`: an agent that says false lacks the task's tools.
+    available_key: String,
 }
 
 impl CompiledRequirements {
@@ -32,7 +34,8 @@ impl CompiledRequirements {
             .collect::<Result<_, _>>()?;
         let version_key = keys::task_version(&req.task_name);
         let backend_keys = req.backends.iter().map(|b| keys::backend_available(b)).collect();
-        Ok(CompiledRequirements { req, regexes, version_key, backend_keys })
+        let available_key = format!("{}:available", req.task_name);
+        Ok(CompiledRequirements { req, regexes, version_key, backend_keys, available_key })
     }
 }
 
@@ -51,6 +54,7 @@ pub fn matches(class: &CompiledRequirements, agent: &AgentView<'_>) -> bool {
     agent.role == req.role
         && md.get(&class.version_key).and_then(as_u64) == Some(u64::from(req.task_version))
         && req.architecture.as_ref().is_none_or(|arch| runs_architecture(md, arch))
+        && md.get(&class.available_key) != Some(&Value::Bool(false))
         && task_allowed(&req.task_name, md)
         && (class.backend_keys.is_empty() || class.backend_keys.iter().any(|k| md.get(k) == Some(&Value::Bool(true))))
         && req.min_memory.is_none_or(|m| md.get(keys::TOTAL_MEMORY).and_then(as_u64) >= Some(m))
@@ -150,6 +154,19 @@ mod tests {
         assert!(!check(Requirements::new(WorkerRole::Worker, "sbuild", 1), &md), "no version advertised");
         let class = CompiledRequirements::compile(command()).expect("compile");
         assert!(!matches(&class, &AgentView { role: WorkerRole::Signing, metadata: &md }), "role");
+    }
+
+    #[test]
+    fn a_task_whose_tools_are_missing_is_not_assigned() {
+        let mut md = agent_md();
+        md.insert("sbuild:version".into(), json!(1));
+        let sbuild = || Requirements::new(WorkerRole::Worker, "sbuild", 1);
+        assert!(check(sbuild(), &md), "no availability key: the version decides");
+        md.insert("sbuild:available".into(), json!(true));
+        assert!(check(sbuild(), &md));
+        md.insert("sbuild:available".into(), json!(false));
+        assert!(!check(sbuild(), &md), "sbuild:available false");
+        assert!(check(command(), &md), "other tasks are unaffected");
     }
 
     #[test]

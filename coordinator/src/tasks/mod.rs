@@ -2,6 +2,7 @@
 //! version, how their `task_data` is validated, and what they need from an
 //! agent. Anything not listed here is refused at creation.
 
+mod debian;
 mod kinds;
 pub mod signing;
 mod validate;
@@ -49,6 +50,7 @@ pub struct Validated {
 pub fn version_of(task_type: TaskType, name: &str) -> Option<u32> {
     match (task_type, name) {
         (TaskType::Worker, "noop" | "command") => Some(1),
+        (TaskType::Worker, name) if debian::NAMES.contains(&name) => Some(1),
         (TaskType::Internal, "synchronization_point" | "workflow")
         | (TaskType::Server, "aggregate_results" | "expire_artifacts")
         | (TaskType::Wait, "delay" | "external_approval") => Some(0),
@@ -69,6 +71,7 @@ pub fn validate(task_type: TaskType, name: &str, data: &Map<String, Value>) -> R
             Ok(Validated { requirements: Some(worker_requirements(name, version, &f)?), environment: None })
         }
         (TaskType::Worker, "command") => command(version, data),
+        (TaskType::Worker, name) if debian::NAMES.contains(&name) => debian::validate(name, version, data),
         (TaskType::Workflow, _) => kinds::workflow(name, data),
         (TaskType::Server, _) => kinds::server(name, data),
         (TaskType::Wait, _) => kinds::wait(name, data),
