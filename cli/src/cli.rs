@@ -277,6 +277,13 @@ pub enum ArtifactCommand {
         /// Artifact id.
         id: i64,
     },
+    /// Upload a Debian source package (.dsc and the files it lists, their
+    /// checksums verified first) as a kiln:source-package artifact.
+    #[command(name = "import-dsc")]
+    ImportDsc {
+        /// The .dsc; the files it lists are read from its directory.
+        dsc: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,9 @@ pub enum CliError {
     Corrupt(String),
     #[error("gave up after {0} s: work request {1} has not finished")]
     Timeout(u64, i64),
+    /// An input file that is not what it claims (a .dsc whose files do not match).
+    #[error("{0}")]
+    BadInput(String),
 }
 
 impl CliError {
@@ -54,6 +57,7 @@ impl CliError {
             CliError::Client { code, .. } => *code,
             CliError::Corrupt(_) => code::PROTOCOL,
             CliError::Timeout(..) => code::TEMPFAIL,
+            CliError::BadInput(_) => code::DATAERR,
         }
     }
 
@@ -67,6 +71,7 @@ impl CliError {
             CliError::Client { kind, .. } => kind,
             CliError::Corrupt(_) => "corrupt-download",
             CliError::Timeout(..) => "timeout",
+            CliError::BadInput(_) => "bad-input",
         }
     }
 

@@ -1,6 +1,7 @@
 //! `kiln artifact upload|download|list|show`.
 
 mod download;
+mod import_dsc;
 mod list;
 mod show;
 mod upload;
@@ -15,5 +16,6 @@ pub async fn run(ctx: &Ctx, command: ArtifactCommand) -> Result<u8, CliError> {
         ArtifactCommand::Download(args) => download::run(ctx, args).await,
         ArtifactCommand::List(args) => list::run(ctx, args).await,
         ArtifactCommand::Show { id } => show::run(ctx, id).await,
+        ArtifactCommand::ImportDsc { dsc } => import_dsc::run(ctx, &dsc).await,
     }
 }

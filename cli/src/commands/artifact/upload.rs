@@ -17,31 +17,8 @@ use std::path::{Path, PathBuf};
 pub async fn run(ctx: &Ctx, args: UploadArgs) -> Result<u8, CliError> {
     let data = args.data.map(|d| input::json_object("--data", &d)).transpose()?.unwrap_or_default();
     let files = collect(&args.paths)?;
-    let total = files.values().map(|(_, size)| size).sum();
-    let bar = progress::bytes(total, ctx.quiet);
-    let mut specs = Vec::with_capacity(files.len());
-    for (path, (local, _)) in &files {
-        bar.set_message(format!("hashing {path}"));
-        let (size, sha256) = hash_file(local, &bar)?;
-        specs.push(FileSpec { path: path.clone(), size, sha256 });
-    }
-    bar.finish_and_clear();
-    let new = NewArtifact { category: args.category, data, files: specs, work_request: args.work_request };
-    let mut artifact = ctx.api(ctx.client.create_artifact(&new)).await?;
-    let bar = progress::bytes(total, ctx.quiet);
-    for (path, (local, _)) in &files {
-        bar.set_message(path.clone());
-        let file =
-            tokio::fs::File::open(local).await.map_err(|source| CliError::ReadFile { path: local.clone(), source })?;
-        let counter = bar.clone();
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10).inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                counter.inc(bytes.len() as u64);
-            }
-        });
-        artifact = ctx.api(ctx.client.upload_file(artifact.id, path, reqwest::Body::wrap_stream(body))).await?;
-    }
-    bar.finish_and_clear();
+    let artifact = send(ctx, args.category, data, args.work_request, &files).await?;
+    let total: u64 = files.values().map(|(_, size)| size).sum();
     if ctx.json {
         output::json(&artifact)?;
     } else {
@@ -54,6 +31,45 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> Result<u8, CliError> {
         ))?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Artifact path -> (local file, size).
+pub type Files = BTreeMap<String, (PathBuf, u64)>;
+
+/// Hash `files`, declare the artifact and stream them, with progress bars.
+pub async fn send(
+    ctx: &Ctx,
+    category: String,
+    data: serde_json::Map<String, serde_json::Value>,
+    work_request: Option<i64>,
+    files: &Files,
+) -> Result<kiln_shared::artifact::Artifact, CliError> {
+    let total = files.values().map(|(_, size)| size).sum();
+    let bar = progress::bytes(total, ctx.quiet);
+    let mut specs = Vec::with_capacity(files.len());
+    for (path, (local, _)) in files {
+        bar.set_message(format!("hashing {path}"));
+        let (size, sha256) = hash_file(local, &bar)?;
+        specs.push(FileSpec { path: path.clone(), size, sha256 });
+    }
+    bar.finish_and_clear();
+    let new = NewArtifact { category, data, files: specs, work_request };
+    let mut artifact = ctx.api(ctx.client.create_artifact(&new)).await?;
+    let bar = progress::bytes(total, ctx.quiet);
+    for (path, (local, _)) in files {
+        bar.set_message(path.clone());
+        let file =
+            tokio::fs::File::open(local).await.map_err(|source| CliError::ReadFile { path: local.clone(), source })?;
+        let counter = bar.clone();
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10).inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                counter.inc(bytes.len() as u64);
+            }
+        });
+        artifact = ctx.api(ctx.client.upload_file(artifact.id, path, reqwest::Body::wrap_stream(body))).await?;
+    }
+    bar.finish_and_clear();
+    Ok(artifact)
 }
 
 /// Artifact path -> (local file, size). A file is stored under its base
@@ -109,7 +125,7 @@ fn utf8_name(path: &Path) -> Result<String, CliError> {
 }
 
 /// Size and hex sha256 of a file, advancing `bar` as it is read.
-fn hash_file(path: &Path, bar: &ProgressBar) -> Result<(u64, String), CliError> {
+pub fn hash_file(path: &Path, bar: &ProgressBar) -> Result<(u64, String), CliError> {
     let read_err = |source| CliError::ReadFile { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(read_err)?;
     let mut hasher = Sha256::new();
