@@ -4,6 +4,7 @@
 //! drive the REST API as a user or as a worker would.
 
 pub mod agent;
+pub mod debian;
 pub mod images;
 pub mod incus;
 pub mod system_images;
