@@ -128,6 +128,9 @@ fn cache_entry(data: &Value) -> PathBuf {
 /// `data` on an agent of `c`; a cached copy is uploaded instead when one
 /// exists (same inputs, same day). The artifact id.
 pub async fn environment(user: &Client, data: Value) -> i64 {
+    // Tests of one binary run in parallel: build each environment once.
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = BUILDING.lock().await;
     let entry = cache_entry(&data);
     let (tarball, meta) = (entry.join("system.tar.zst"), entry.join("data.json"));
     if tarball.is_file() && meta.is_file() {
@@ -135,7 +138,7 @@ pub async fn environment(user: &Client, data: Value) -> i64 {
         return upload_tarball(user, &tarball, data).await;
     }
     let wr = run_task(user, "mmdebstrap", data, Duration::from_secs(900)).await;
-    assert_eq!(wr.result, Some(WorkResult::Success), "mmdebstrap: {:?}", wr.output_data);
+    assert_result(user, &wr, WorkResult::Success).await;
     let id = wr.output_data["system_tarball"].as_i64().expect("output_data.system_tarball");
     let artifact = user.artifact(id).await.expect("artifact");
     std::fs::create_dir_all(&entry).expect("cache dir");
@@ -169,14 +172,20 @@ pub async fn buildd_environment(user: &Client) -> i64 {
     environment(user, buildd_task_data()).await
 }
 
-/// Is `wr` done with `result`? A readable message otherwise.
-pub fn assert_result(wr: &WorkRequest, result: WorkResult) {
-    assert_eq!(
-        (wr.status, wr.result),
-        (WorkStatus::Completed, Some(result)),
-        "{} {}: {}",
+/// Is `wr` done with `result`? Its output and the end of its log otherwise.
+pub async fn assert_result(user: &Client, wr: &WorkRequest, result: WorkResult) {
+    if (wr.status, wr.result) == (WorkStatus::Completed, Some(result)) {
+        return;
+    }
+    let log = crate::work::log_text(user, wr.id).await;
+    let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+    panic!(
+        "{} {} ended {:?}/{:?}, expected {result:?}: {}\n--- end of its log ---\n{}",
         wr.task_name,
         wr.id,
-        serde_json::to_string_pretty(&wr.output_data).unwrap_or_default()
+        wr.status,
+        wr.result,
+        serde_json::to_string_pretty(&wr.output_data).unwrap_or_default(),
+        tail.join("\n")
     );
 }

@@ -117,7 +117,8 @@ impl Inner {
         } else {
             let (tarball, sha256) = fetch::download_tarball(&self.dir, client, &artifact).await?;
             if let Some(store) = want.store {
-                let name = artifact.files.first().map(|f| f.path.clone()).unwrap_or_default();
+                // The tarball's own name (an artifact may carry a package list beside it).
+                let name = fetch::pick_tarball(&artifact.files).map(|f| f.path.clone()).unwrap_or_default();
                 self.import(store, &Self::offer(&artifact, vec![(name, tarball.path().to_owned())])).await?;
             }
             match fetch::unpack(&self.dir, artifact_id, tarball, self.id_shift).await {
@@ -162,7 +163,7 @@ impl Inner {
         } else {
             self.downloads.fetch_add(1, Ordering::Relaxed);
             let (tarball, _) = fetch::download_tarball(&self.dir, client, &artifact).await?;
-            let name = artifact.files.first().map(|f| f.path.clone()).unwrap_or_default();
+            let name = fetch::pick_tarball(&artifact.files).map(|f| f.path.clone()).unwrap_or_default();
             self.import(store, &Self::offer(&artifact, vec![(name, tarball.path().to_owned())])).await?;
         }
         let evicted = {
