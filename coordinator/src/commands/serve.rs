@@ -38,8 +38,30 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
     // comes after the coordinator.
     kiln_shared::systemd::notify_ready(&format!("listening on http://{addr}"));
     tokio::spawn(kiln_shared::systemd::feed_watchdog());
-    server::run(listener, state, shutdown_signal()).await
+    // A signal starts a graceful shutdown, but long-polls (`next`, log
+    // follows) may hold it for a minute: after SHUTDOWN_GRACE the process
+    // stops anyway (everything is durable in the store), so that
+    // `systemctl stop` and package upgrades are quick.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    };
+    let grace_over = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server::run(listener, state, signal) => result,
+        () = grace_over => {
+            tracing::info!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period: stopping anyway");
+            Ok(())
+        }
+    }
 }
+
+/// How long open requests may delay the end of a graceful shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn shutdown_signal() {
     let ctrl_c = async {
