@@ -50,6 +50,8 @@ async fn mmdebstrap_makes_an_environment_the_lookup_finds() {
     assert!(artifact.data["packages"].as_u64().is_some_and(|n| n > 50), "{:?}", artifact.data);
     let packages = file_text(&user, id, "packages.txt").await;
     assert!(packages.lines().any(|l| l.starts_with("hello ")), "extra_packages installed: {packages}");
+    let list = artifact.data["package_list"].as_array().expect("package_list");
+    assert!(list.contains(&json!("hello")) && list.contains(&json!("apt")), "{list:?}");
     let found = user
         .artifacts(&[("category", "kiln:system-tarball"), ("codename", "bookworm"), ("architecture", "amd64")])
         .await
@@ -82,6 +84,7 @@ async fn the_fixture_is_built_linted_and_tested() {
     assert_result(&user, &built, WorkResult::Success).await;
     let out = &built.output_data;
     assert_eq!(out["build_status"], json!("successful"), "{}", agent.log());
+    assert_eq!(built.resolved_backend.as_deref(), Some("unshare"));
     assert!(out["provenance"]["sbuild"].as_str().is_some(), "{out:?}");
     let debs_id = out["binary_packages"][0].as_i64().expect("binary_packages");
     let debs = user.artifact(debs_id).await.expect("debs");

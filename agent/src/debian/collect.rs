@@ -91,6 +91,7 @@ pub fn collect(job: &Job, status: &ShimStatus, output: &Path, source: Option<&So
                 return Collected::error("tool-failed", format!("mmdebstrap exited with {code:?}: see the log"));
             }
             let packages = std::fs::read_to_string(output.join("packages.txt")).unwrap_or_default();
+            let package_names: Vec<&str> = packages.lines().filter_map(|l| l.split_whitespace().next()).collect();
             let os_release = std::fs::read_to_string(output.join("os-release")).unwrap_or_default();
             let first = &repositories[0];
             let codename = reports::os_release_field(&os_release, "VERSION_CODENAME").unwrap_or(first.suite.clone());
@@ -106,7 +107,7 @@ pub fn collect(job: &Job, status: &ShimStatus, output: &Path, source: Option<&So
                 data: obj(json!({
                     "vendor": vendor, "codename": codename, "architecture": architecture, "variant": variant,
                     "backends": ["unshare", "incus-lxc"], "mirror": first.mirror, "suite": first.suite,
-                    "components": first.components, "packages": packages.lines().filter(|l| !l.is_empty()).count(),
+                    "components": first.components, "packages": package_names.len(), "package_list": package_names,
                 })),
                 files,
             });

@@ -193,6 +193,10 @@ pub async fn finish(
             out.insert(produced.role.to_owned(), json!(id));
         }
     }
+    if matches!(job, Job::Sbuild { .. } | Job::Autopkgtest { .. }) {
+        // These tools isolate the build or test with Debian's own unshare mode.
+        out.insert("resolved_backend".into(), json!("unshare"));
+    }
     if matches!(job, Job::Sbuild { .. }) {
         out.insert("binary_packages".into(), json!(binary_packages));
         for role in ["upload", "build_log"] {
