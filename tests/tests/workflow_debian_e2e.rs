@@ -123,6 +123,21 @@ fn verify(public: &[u8], name: &str, signed: &[u8]) {
     let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "gpg-agent"]).output();
 }
 
+/// Each node's start (seconds after the workflow was created) and run time.
+fn print_timeline(wf: &WorkRequest, all: &[(String, WorkRequest)]) {
+    let at = |t: chrono::DateTime<chrono::Utc>| (t - wf.created_at).num_milliseconds() as f64 / 1000.0;
+    for (step, k) in all {
+        if let (Some(start), Some(end)) = (k.started_at, k.completed_at) {
+            println!(
+                "NODE {step}: created +{:.1} s, started +{:.1} s, ran {:.1} s",
+                at(k.created_at),
+                at(start),
+                at(end) - at(start)
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_fixture_goes_from_source_to_a_signed_approved_upload() {
     require_privileged!();
@@ -199,6 +214,7 @@ async fn the_fixture_goes_from_source_to_a_signed_approved_upload() {
     );
 
     let all = steps(&alice, wf).await;
+    print_timeline(&done, &all);
     for (stage, prefix) in
         [("build", "sbuild-"), ("lintian", "lintian"), ("autopkgtest", "autopkgtest-"), ("debsign", "debsign-")]
     {
