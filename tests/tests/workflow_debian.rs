@@ -428,6 +428,11 @@ async fn signing_keys_the_submitter_may_not_use_are_refused_at_submission() {
     assert!(msg.contains("signing_key"), "{msg}");
     let direct = new(TaskType::Workflow, "debian_pipeline", with_key(&fpr));
     expect_api_error(alice.create_work_request(&direct).await, 403, "forbidden");
+    // Claiming the template by hand is not a way around the access list.
+    let mut forged = new(TaskType::Workflow, "noop", json!({}));
+    forged.workflow_data = obj(json!({"workflow_template": "release"}));
+    let msg = expect_api_error(alice.create_work_request(&forged).await, 403, "forbidden");
+    assert!(msg.contains("workflow_template"), "{msg}");
     assert_eq!(count_all(&alice).await, before, "nothing was created");
 
     alice.create_workflow(&submission("release", with_key(&fpr.to_lowercase()))).await.expect("the template may sign");

@@ -40,6 +40,15 @@ async fn create(
     if new.task_type == TaskType::Server && !who.is_admin() {
         return Err(ApiError::forbidden("only admins create server tasks directly"));
     }
+    // Only a submission through a template records its name (and allowed
+    // lists): signing keys trust workflows by the template they came from.
+    if let Some(key) = ["workflow_template", "allowed"].into_iter().find(|k| new.workflow_data.contains_key(*k)) {
+        if !who.is_admin() {
+            return Err(ApiError::forbidden(format!(
+                "workflow_data.{key} is set by the coordinator when a workflow is started from a template"
+            )));
+        }
+    }
     super::signing::authorize(&state, &who, &new).await?;
     let validated = tasks::validate(new.task_type, &new.task_name, &new.task_data)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
