@@ -254,3 +254,71 @@ fn collect_files_anyway(job: &Job, output: &Path, source: Option<&SourcePackage>
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn status(outcome: Outcome, code: Option<i32>) -> ShimStatus {
+        ShimStatus {
+            version: 1,
+            outcome,
+            exit_code: code,
+            oom_killed: false,
+            setup_error: None,
+            memory_peak: None,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+        }
+    }
+
+    fn autopkgtest(fail_on_no_tests: bool) -> Job {
+        Job::Autopkgtest { source: 1, binaries: vec![2], environment: 3, architecture: None, fail_on_no_tests }
+    }
+
+    #[test]
+    fn maps_autopkgtest_exit_codes_with_care() {
+        let out = tempfile::tempdir().expect("tmp");
+        std::fs::write(out.path().join(AUTOPKGTEST_SUMMARY), "t1 PASS\nt2 SKIP needs-root\n").expect("write");
+        let result = |job: &Job, code| collect(job, &status(Outcome::Exited, Some(code)), out.path(), None).result;
+        let strict = autopkgtest(true);
+        assert_eq!(result(&strict, 0), WorkResult::Success);
+        assert_eq!(result(&strict, 2), WorkResult::Success, "skipped tests, none failed");
+        assert_eq!(result(&strict, 4), WorkResult::Failure);
+        assert_eq!(result(&strict, 6), WorkResult::Failure);
+        assert_eq!(result(&strict, 8), WorkResult::Failure, "no test ran: not a success by default");
+        assert_eq!(result(&autopkgtest(false), 8), WorkResult::Success);
+        for infrastructure in [12, 16, 20] {
+            assert_eq!(result(&strict, infrastructure), WorkResult::Error, "exit {infrastructure}");
+        }
+        let c = collect(&strict, &status(Outcome::Exited, Some(0)), out.path(), None);
+        assert_eq!(c.output["results"]["t2"]["status"], json!("SKIP"));
+        let timed_out = collect(&strict, &status(Outcome::TimedOut, None), out.path(), None);
+        assert_eq!((timed_out.result, timed_out.output["timed_out"].clone()), (WorkResult::Failure, json!(true)));
+    }
+
+    #[test]
+    fn an_sbuild_is_judged_by_its_build_log() {
+        let job = Job::Sbuild { source: 1, environment: 2, host_architecture: "amd64".into(), any: true, all: false };
+        let out = tempfile::tempdir().expect("tmp");
+        let result = |code| collect(&job, &status(Outcome::Exited, Some(code)), out.path(), None);
+        let none = result(1);
+        assert_eq!(none.result, WorkResult::Error, "no build log: sbuild could not do its job");
+        std::fs::write(out.path().join("p_1_amd64.build"), "...\nStatus: attempted\n").expect("write");
+        let failed = result(1);
+        assert_eq!(failed.result, WorkResult::Failure, "the package does not build");
+        assert_eq!(failed.artifacts.iter().map(|a| a.role).collect::<Vec<_>>(), ["build_log"]);
+        std::fs::write(out.path().join("p_1_amd64.build"), "Status: successful\n").expect("write");
+        std::fs::write(out.path().join("p_1_amd64.deb"), "deb").expect("write");
+        std::fs::write(out.path().join("p_1_amd64.changes"), "changes").expect("write");
+        std::fs::write(out.path().join("p_1_amd64.buildinfo"), "buildinfo").expect("write");
+        std::os::unix::fs::symlink("/etc/shadow", out.path().join("evil.deb")).expect("symlink");
+        let built = result(0);
+        assert_eq!(built.result, WorkResult::Success);
+        let roles: Vec<_> = built.artifacts.iter().map(|a| (a.role, a.files.len())).collect();
+        assert_eq!(roles, [("binary_packages", 1), ("upload", 2), ("build_log", 1)], "a symlink is never taken");
+        std::fs::write(out.path().join("p_1_amd64.build"), "Status: given-back\n").expect("write");
+        assert_eq!(result(1).result, WorkResult::Error, "dependencies could not be installed");
+    }
+}
