@@ -77,6 +77,8 @@ pub enum Command {
     },
     /// Print this host's metadata as the agent would publish it.
     Fingerprint,
+    /// Print the man page (roff).
+    Manpage,
     /// Supervise one task (started by the agent itself).
     #[command(hide = true)]
     Shim {

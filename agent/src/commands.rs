@@ -85,6 +85,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Shim { task_dir }) => return Ok(crate::supervisor::shim::main(task_dir)),
         Some(Command::ProbeBackend { backend, image }) => return crate::probe::run(backend, image.as_deref()),
+        Some(Command::Manpage) => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            page.render(&mut std::io::stdout()).context("failed to write the man page")?;
+            return Ok(0);
+        }
         Some(Command::Image(ImageCommand::Build {
             tarball,
             kernel_debs,
@@ -142,6 +147,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             runtime.block_on(crate::run(config))?;
             Ok(0)
         }
-        Some(Command::Shim { .. } | Command::ProbeBackend { .. } | Command::Image(_)) => Ok(0),
+        Some(Command::Shim { .. } | Command::ProbeBackend { .. } | Command::Image(_) | Command::Manpage) => Ok(0),
     }
 }

@@ -36,6 +36,8 @@ pub enum Command {
     Key(KeyCommand),
     /// Check the configuration and exit (for systemd's ExecStartPre=).
     ValidateConfig,
+    /// Print the man page (roff).
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]

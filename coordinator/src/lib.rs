@@ -21,12 +21,18 @@ use cli::{Cli, Command};
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Manpage = cli.command {
+        let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+        page.render(&mut std::io::stdout())?;
+        return Ok(());
+    }
     let config = commands::load_config(&cli)?;
     match cli.command {
         Command::Serve(args) => commands::serve::run(config, args).await,
         Command::Token(cmd) => commands::token::run(&commands::open_store(&config)?, cmd),
         Command::Worker(cmd) => commands::worker::run(&commands::open_store(&config)?, cmd),
         Command::Key(cmd) => commands::key::run(&commands::open_store(&config)?, cmd),
+        Command::Manpage => Ok(()),
         Command::ValidateConfig => {
             config.validate()?;
             eprintln!("configuration is valid");
