@@ -86,6 +86,9 @@ fn describe(wr: &WorkRequest) -> String {
         (WorkStatus::Aborted, _) => format!("aborted ({})", wr.abort_reason.as_deref().unwrap_or("-")),
         (status, _) => status.to_string(),
     };
+    if let Some(template) = wr.workflow_data.get("workflow_template").and_then(Value::as_str) {
+        line.push_str(&format!(" from template {template}"));
+    }
     line.push_str(&format!("  {state}"));
     if let Some(runtime) = wr.workflow_runtime_status.as_deref().filter(|_| wr.task_type == TaskType::Workflow) {
         if wr.status == WorkStatus::Running {
@@ -174,12 +177,20 @@ mod tests {
             children: vec![Node { request: approval, children: vec![] }],
         };
         let root = Node {
-            request: wr(1, "workflow", "debian_pipeline", "running", json!(null), json!({}), json!({})),
+            request: wr(
+                1,
+                "workflow",
+                "debian_pipeline",
+                "running",
+                json!(null),
+                json!({"workflow_template": "release"}),
+                json!({}),
+            ),
             children: vec![Node { request: build, children: vec![] }, Node { request: check, children: vec![] }, inner],
         };
         let text = render(&root);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "#1 workflow/debian_pipeline  running (running)");
+        assert_eq!(lines[0], "#1 workflow/debian_pipeline from template release  running (running)");
         assert!(lines[1].starts_with("├── #2 sbuild amd64 [worker/sbuild]  completed/failure"), "{text}");
         assert!(lines[1].ends_with("(log: kiln logs 2)"), "{text}");
         assert!(lines[2].contains("— sbuild-amd64 failed"), "{text}");

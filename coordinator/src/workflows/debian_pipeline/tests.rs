@@ -202,6 +202,21 @@ fn without_tests_signing_or_approval_the_builds_are_the_whole_pipeline() {
 }
 
 #[test]
+fn a_key_revoked_after_submission_signs_nothing() {
+    let mut l = lookup("any");
+    l.keys.push(key(&["alice"], &[]));
+    let d = data(json!({"architectures": ["amd64"], "enable_lintian": false, "enable_autopkgtest": false,
+                        "signing_key": KEY}));
+    let mut ctx = Ctx::new(d, json!({}), l);
+    DebianPipeline.populate(&mut ctx).expect("populate");
+    ctx.finish("sbuild-amd64", WorkResult::Success, json!({"binary_packages": [5], "upload": 6}));
+    ctx.lookup.keys[0].revoked = true;
+    let err = DebianPipeline.callback(&mut ctx, "after-build").expect_err("revoked");
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert!(!ctx.steps().contains(&"debsign-amd64"));
+}
+
+#[test]
 fn signing_keys_are_checked_at_submission() {
     let d = map(data(json!({"signing_key": KEY})));
     let alice = Submitter { user: "alice".into(), template: Some("release".into()) };
