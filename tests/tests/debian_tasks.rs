@@ -252,3 +252,49 @@ async fn debian_tasks_go_only_to_agents_that_have_their_tools() {
     let message = expect_api_error(user.create_work_request(&bad).await, 400, "invalid-task-data");
     assert!(message.contains("backend"), "{message}");
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_aborted_build_stops_every_process_of_its_tool() {
+    require_privileged!();
+    let c = Coordinator::start();
+    let token = c.token("user", "erin");
+    let user = c.client(&token);
+    let agent = Agent::start(&c, "builder-abort", &[]);
+    let env = buildd_environment(&user).await;
+    let fixture = fixture_dsc(Fixture::Good);
+    let source = import_dsc(&c, &token, &fixture.dsc);
+    let new = kiln_shared::work::NewWorkRequest {
+        task_data: obj(json!({"input": {"source_artifact": source}, "environment": env,
+                              "host_architecture": "amd64", "build_components": ["any"]})),
+        ..kiln_tests::work::request(kiln_shared::TaskType::Worker, "sbuild")
+    };
+    let wr = user.create_work_request(&new).await.expect("create");
+    wait_for(Duration::from_secs(300), || async { log_text(&user, wr.id).await.contains("Unpacking").then_some(()) })
+        .await
+        .expect("sbuild is setting up its chroot");
+    let task_dir = agent.data_dir.path().join("tasks").display().to_string();
+    assert!(!processes_mentioning(&task_dir).is_empty(), "sbuild runs from the task directory");
+    user.work_request_action(wr.id, "abort").await.expect("abort");
+    let wr = kiln_tests::debian::finished(&user, wr.id, Duration::from_secs(30)).await;
+    assert_eq!(wr.status, kiln_shared::WorkStatus::Aborted);
+    let left = wait_for(Duration::from_secs(15), || async {
+        let left = processes_mentioning(&task_dir);
+        left.is_empty().then_some(())
+    })
+    .await;
+    assert!(left.is_some(), "processes left behind: {:?}\n{}", processes_mentioning(&task_dir), agent.log());
+}
