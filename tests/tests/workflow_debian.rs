@@ -72,8 +72,21 @@ async fn signing_worker(c: &Coordinator, name: &str) -> Client {
     client
 }
 
+/// The next assignment within 10 s (a connection the coordinator's restart
+/// broke is tried again).
 async fn take(worker: &Client) -> WorkRequest {
-    worker.next(Duration::from_secs(10)).await.expect("next").expect("an assignment within 10 s")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match worker.next(Duration::from_secs(10)).await {
+            Ok(Some(wr)) => return wr,
+            Ok(None) => panic!("no assignment within 10 s"),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("next: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("next: {e}"),
+        }
+    }
 }
 
 async fn complete(worker: &Client, wr: &WorkRequest, result: WorkResult, output: Value) {
@@ -438,4 +451,45 @@ async fn signing_keys_the_submitter_may_not_use_are_refused_at_submission() {
     alice.create_workflow(&submission("release", with_key(&fpr.to_lowercase()))).await.expect("the template may sign");
     set_access(&admin, &fpr, json!({"workflow_templates": ["release"], "revoked": true})).await;
     expect_api_error(alice.create_workflow(&submission("release", with_key(&fpr))).await, 403, "forbidden");
+}
+
+#[tokio::test]
+async fn the_pipeline_survives_a_coordinator_killed_between_its_stages() {
+    let mut c = Coordinator::start();
+    let (admin, alice) = (c.admin(), c.user("alice"));
+    admin.put_workflow_template("pipeline", &template(json!({"task_name": "debian_pipeline"}))).await.expect("t");
+    let source = source_package(&alice, "any").await;
+    tarball(&alice, "amd64", "buildd").await;
+    let worker = debian_worker(&c, "amd64-01", "amd64").await;
+    let data = pipeline(source, json!({"architectures": ["amd64"], "require_approval": true}));
+    let wf = alice.create_workflow(&submission("pipeline", data)).await.expect("start");
+    for _ in 0..2 {
+        let wr = take(&worker).await;
+        let output = match wr.task_name.as_str() {
+            "sbuild" => json!({"binary_packages": [], "upload": null, "build_status": "successful"}),
+            _ => json!({"tests": [], "restrictions": [], "needs": null}),
+        };
+        complete(&worker, &wr, WorkResult::Success, output).await;
+    }
+    // Whether or not the after-build callback ran yet, it runs exactly once.
+    c.kill_and_restart();
+    for _ in 0..2 {
+        let wr = take(&worker).await;
+        assert!(["lintian", "autopkgtest"].contains(&wr.task_name.as_str()), "{wr:?}");
+        complete(&worker, &wr, WorkResult::Success, json!({})).await;
+    }
+    c.kill_and_restart();
+    let approval = step_appears(&alice, wf.id, "approval").await;
+    let yes = Completion { result: WorkResult::Success, attempt: None, output_data: None };
+    alice.complete(approval.id, &yes).await.expect("approve");
+    let done = finished(&alice, wf.id).await;
+    assert_eq!((done.status, done.result), (WorkStatus::Completed, Some(WorkResult::Success)));
+    let all = steps(&alice, wf.id).await;
+    let names: Vec<&str> = all.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["after-build", "after-tests", "approval", "autopkgtest-amd64", "lintian", "sbuild-amd64", "test-restrictions"],
+        "one of each: {names:?}"
+    );
+    assert_eq!(children(&alice, wf.id).await.len(), all.len(), "no duplicates");
 }
