@@ -195,10 +195,7 @@ mod tests {
         let short = "Source: x\nVersion: 1\nArchitecture: all\nChecksums-Sha256:\n abc 1 x.tar\n";
         assert!(matches!(SourcePackage::from_dsc(short), Err(Deb822Error::BadFileLine { .. })));
         let missing = "Source: x\nArchitecture: all\n";
-        assert_eq!(
-            SourcePackage::from_dsc(missing).unwrap_err(),
-            Deb822Error::MissingField { field: "Version".into() }
-        );
+        assert_eq!(SourcePackage::from_dsc(missing).err(), Some(Deb822Error::MissingField { field: "Version".into() }));
         assert!(matches!(parse("no colon here"), Err(Deb822Error::Syntax { line: 1, .. })));
     }
 

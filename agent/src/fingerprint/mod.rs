@@ -151,6 +151,16 @@ mod tests {
         };
         let mut map = probe(&input);
         assert!(map.remove(keys::AVAILABLE_DISK).is_some_and(|v| v.as_u64().is_some_and(|b| b > 0)));
+        // The Debian tasks are advertised (their availability is tested in
+        // debian::tools): the fixture has an `sbuild` but not the rest.
+        assert_eq!(map.get("sbuild:available"), Some(&json!(false)));
+        let reason = map.get("sbuild:unavailable_reason").and_then(Value::as_str).unwrap_or_default();
+        assert!(reason.contains("newuidmap") && !reason.contains("sbuild (package"), "{reason}");
+        for (task, _) in crate::debian::TASKS {
+            assert_eq!(map.remove(&format!("{task}:version")), Some(json!(1)), "{task}");
+            assert!(map.remove(&format!("{task}:available")).is_some(), "{task}");
+            map.remove(&format!("{task}:unavailable_reason"));
+        }
         let expected = json!({
             "system:host_architecture": "riscv64",
             "system:architectures": ["riscv64"],
@@ -178,5 +188,6 @@ mod tests {
         let map = probe(&ProbeInput { config: &signing, ..input });
         assert_eq!(map.get(keys::WORKER_ROLE), Some(&json!("signing")));
         assert!(!map.contains_key("noop:version") && !map.contains_key("executor:unshare:available"));
+        assert!(!map.contains_key("sbuild:version"), "signing agents run no Debian tasks");
     }
 }
