@@ -93,7 +93,7 @@ async fn upload(client: &Client, category: &str, files: &[(&str, Vec<u8>)]) -> i
     artifact.id
 }
 
-const WANT: Want = Want { category: "kiln:system-tarball", store: Some("fake") };
+const WANT: Want = Want::new("kiln:system-tarball", Some("fake"));
 
 fn open(dir: &std::path::Path, max_images: usize, state: &Arc<Fake>) -> ImageCache {
     let store: Arc<dyn ImageStore> = Arc::new(FakeStore { category: "kiln:system-tarball", state: state.clone() });
@@ -161,7 +161,7 @@ async fn system_images_are_kept_as_downloaded_and_offered_whole() {
     let cache = ImageCache::open_with_stores(dir.path(), &config, 0, vec![store]).expect("open");
     let files = [("image.json", b"{}".to_vec()), ("disk.qcow2", vec![7u8; 4096]), ("vmlinuz", b"k".to_vec())];
     let id = upload(&user, "kiln:system-image", &files).await;
-    let want = Want { category: "kiln:system-image", store: Some("fake") };
+    let want = Want::new("kiln:system-image", Some("fake"));
     let lease = cache.acquire_for(&user, id, want).await.expect("acquire");
     assert_eq!(std::fs::read(lease.rootfs.join("disk.qcow2")).expect("disk"), vec![7u8; 4096]);
     assert_eq!(lease.sha256, sha256_hex(&[7u8; 4096]), "the disk's digest stands for the image");
@@ -173,4 +173,48 @@ async fn system_images_are_kept_as_downloaded_and_offered_whole() {
     let tarball_id = upload(&user, "kiln:system-tarball", &[("r.tar", tarball("r"))]).await;
     let err = cache.acquire_for(&user, tarball_id, want).await.expect_err("not a system image");
     assert_eq!(err.code(), "image-wrong-category", "{err}");
+}
+
+/// Debian tools read an environment's tarball (through the real tarball
+/// store), so the cache keeps it packed, and unpacks it from that copy,
+/// without a second download, only when a task needs its tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarball_only_debian_tools_use_is_kept_packed_until_a_task_needs_its_tree() {
+    use kiln_agent::debian::tarballs::{tarball_of, TarballStore};
+    use kiln_agent::image_cache::index::{packed_dir, rootfs_dir};
+    let c = Coordinator::start();
+    let user = c.user("alice");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cache_dir, store_dir) = (dir.path().join("cache"), dir.path().join("tarballs"));
+    let open = || {
+        let store: Arc<dyn ImageStore> = Arc::new(TarballStore::new(store_dir.clone()));
+        let config = ImageCacheConfig { max_images: 3, min_free_disk: 0 };
+        ImageCache::open_with_stores(&cache_dir, &config, 0, vec![store]).expect("open")
+    };
+    let bytes = tarball("packed");
+    let id =
+        upload(&user, "kiln:system-tarball", &[("system.tar", bytes.clone()), ("packages.txt", b"a 1\n".to_vec())])
+            .await;
+    let cache = open();
+    let lease = cache.acquire_for(&user, id, kiln_agent::debian::ENVIRONMENT).await.expect("for sbuild");
+    assert!(!rootfs_dir(&cache_dir, id).exists(), "not unpacked for a Debian tool");
+    assert_eq!(std::fs::read(packed_dir(&cache_dir, id).join("system.tar")).expect("kept"), bytes);
+    assert_eq!(std::fs::read(tarball_of(&store_dir, id).expect("in the store")).expect("read"), bytes);
+    assert_eq!(cache.entries()[0].size, bytes.len() as u64, "its size is the tarball's");
+    drop(lease);
+    drop(cache);
+
+    // After a restart the packed image is still cached; a command task's
+    // unshare backend wants the tree: unpacked from the kept copy.
+    let cache = open();
+    assert_eq!(cache.entries().len(), 1, "the index kept the packed image");
+    let lease = cache.acquire(&user, id).await.expect("for a command task");
+    assert_eq!(std::fs::read_to_string(lease.rootfs.join("etc/marker")).expect("marker"), "packed");
+    assert_eq!(cache.downloads(), 0, "unpacked from the kept tarball, not downloaded again");
+    assert!(!packed_dir(&cache_dir, id).exists(), "the packed copy is gone once unpacked");
+    assert!(tarball_of(&store_dir, id).is_some(), "the store's copy stays");
+    assert_eq!(cache.entries()[0].stores, ["tarball"]);
+    drop(lease);
+    drop(cache.acquire_for(&user, id, kiln_agent::debian::ENVIRONMENT).await.expect("sbuild again"));
+    assert_eq!(cache.downloads(), 0, "an unpacked image serves Debian tools too");
 }

@@ -38,7 +38,8 @@ pub async fn recover(ctx: &Arc<Context>) -> std::io::Result<usize> {
             let lease = match record.environment {
                 Some(env) if record.result.is_none() => {
                     let want = match crate::backends::by_name(&record.backend) {
-                        Some(b) => crate::image_cache::Want { category: b.image_category(), store: b.store() },
+                        Some(_) if record.debian.is_some() => crate::debian::ENVIRONMENT,
+                        Some(b) => crate::image_cache::Want::new(b.image_category(), b.store()),
                         None => crate::image_cache::Want::TARBALL,
                     };
                     ctx.cache.acquire_for(&ctx.client, env, want).await.ok()

@@ -130,7 +130,7 @@ async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, ImageLeas
         .ok_or_else(|| TaskError::new("invalid-task", "no environment"))?;
     let chosen = choose_backend(ctx, data, env_id).await?;
     let backend = chosen.name();
-    let want = Want { category: chosen.image_category(), store: chosen.store() };
+    let want = Want::new(chosen.image_category(), chosen.store());
     let lease =
         ctx.cache.acquire_for(&ctx.client, env_id, want).await.map_err(|e| TaskError::new(e.code(), e.to_string()))?;
     let dir = TaskDir::new(ctx.config.data_dir.join("tasks").join(format!("{}-{}", wr.id, wr.attempt)));

@@ -32,6 +32,11 @@ use kiln_shared::WorkResult;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
+/// How Debian tasks want their environment: the tarball in the tarball
+/// store, never unpacked for them.
+pub const ENVIRONMENT: Want =
+    Want { category: crate::backends::SYSTEM_TARBALL, store: Some(tarballs::STORE_NAME), unpack: false };
+
 /// Is `name` a Debian task this agent runs?
 pub fn is_debian_task(name: &str) -> bool {
     TASKS.iter().any(|(t, _)| *t == name)
@@ -55,7 +60,7 @@ pub async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, Optio
     sandbox::open_output(&dir.output()).map_err(io("create the output directory"))?;
     let (lease, tarball, codename) = match job.environment() {
         Some(env) => {
-            let want = Want { category: crate::backends::SYSTEM_TARBALL, store: Some(tarballs::STORE_NAME) };
+            let want = ENVIRONMENT;
             let lease = ctx
                 .cache
                 .acquire_for(&ctx.client, env, want)

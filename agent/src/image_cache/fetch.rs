@@ -216,6 +216,47 @@ pub async fn download(
     Ok((hex::encode(hasher.finalize()), bytes))
 }
 
+/// Keep a downloaded tarball as it is, as `<cache-dir>/<id>/packed/<name>`
+/// (for images only Debian tools use: they read the tarball); its size.
+pub async fn keep_packed(cache_dir: &Path, artifact_id: i64, tarball: Temp, name: &str) -> Result<u64, CacheError> {
+    let cache_dir = cache_dir.to_owned();
+    let base = Path::new(name).file_name().map(|n| n.to_owned()).unwrap_or_else(|| "system.tar".into());
+    let task = tokio::task::spawn_blocking(move || {
+        let staging = Temp(temp_path(&cache_dir, UNPACK_PREFIX, artifact_id));
+        let packed = staging.0.join(super::index::PACKED);
+        fs::create_dir_all(&packed).map_err(CacheError::io("create", &packed))?;
+        let file = packed.join(base);
+        fs::rename(&tarball.0, &file).map_err(CacheError::io("rename", &tarball.0))?;
+        let size = fs::metadata(&file).map_err(CacheError::io("stat", &file))?.len();
+        let dir = fs::File::open(&staging.0).map_err(CacheError::io("open", &staging.0))?;
+        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| CacheError::io("sync", &staging.0)(e.into()))?;
+        let target = image_dir(&cache_dir, artifact_id);
+        if fs::symlink_metadata(&target).is_ok() {
+            fs::remove_dir_all(&target).map_err(CacheError::io("remove", &target))?;
+        }
+        fs::rename(&staging.0, &target).map_err(CacheError::io("rename", &staging.0))?;
+        sync_dir(&cache_dir).map_err(CacheError::io("sync", &cache_dir))?;
+        tracing::info!(artifact_id, bytes = size, "kept the tarball packed: no task needs its tree yet");
+        Ok(size)
+    });
+    task.await.map_err(|e| CacheError::Internal { artifact_id, reason: format!("the keeping thread failed: {e}") })?
+}
+
+/// The tarball kept packed for `artifact_id`, moved out to a temporary
+/// path (to be unpacked in its place).
+pub fn take_packed(cache_dir: &Path, artifact_id: i64) -> Result<Temp, CacheError> {
+    let dir = super::index::packed_dir(cache_dir, artifact_id);
+    let file = fs::read_dir(&dir)
+        .map_err(CacheError::io("read", &dir))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_file())
+        .ok_or_else(|| CacheError::Internal { artifact_id, reason: format!("{} holds no tarball", dir.display()) })?;
+    let temp = Temp(temp_path(cache_dir, DOWNLOAD_PREFIX, artifact_id));
+    fs::rename(&file, &temp.0).map_err(CacheError::io("rename", &file))?;
+    Ok(temp)
+}
+
 /// Unpack the tarball (then delete it) into a staging directory, sync it
 /// and rename it to `<cache-dir>/<id>`, on a blocking thread.
 pub async fn unpack(

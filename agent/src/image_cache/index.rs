@@ -77,6 +77,14 @@ pub fn rootfs_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
     image_dir(cache_dir, artifact_id).join("rootfs")
 }
 
+/// A system tarball kept as downloaded (`<id>/packed/<file>`): no task has
+/// needed its tree yet.
+pub const PACKED: &str = "packed";
+
+pub fn packed_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
+    image_dir(cache_dir, artifact_id).join(PACKED)
+}
+
 /// The files of system image `artifact_id` (kept as downloaded).
 pub fn image_files_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
     image_dir(cache_dir, artifact_id).join("image")
@@ -85,7 +93,7 @@ pub fn image_files_dir(cache_dir: &Path, artifact_id: i64) -> PathBuf {
 /// What a cached image consists of: its unpacked root filesystem (system
 /// tarballs) or its files (system images), if present.
 pub fn content_dir(cache_dir: &Path, artifact_id: i64) -> Option<PathBuf> {
-    [rootfs_dir(cache_dir, artifact_id), image_files_dir(cache_dir, artifact_id)]
+    [rootfs_dir(cache_dir, artifact_id), image_files_dir(cache_dir, artifact_id), packed_dir(cache_dir, artifact_id)]
         .into_iter()
         .find(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
 }

@@ -75,17 +75,26 @@ struct State {
     flights: HashMap<i64, Flight>,
 }
 
-/// What a task wants of an image: its category and, if its backend has
-/// one, the store it must be in.
+/// What a task wants of an image: its category, the store it must be in if
+/// its backend has one, and whether a system tarball must be unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Want {
     pub category: &'static str,
     pub store: Option<&'static str>,
+    /// `false`: only the store's copy is used (Debian tools read the
+    /// tarball itself), so the cache keeps the tarball as downloaded
+    /// (`<id>/packed/`) and unpacks it only if a task needs the tree later.
+    pub unpack: bool,
 }
 
 impl Want {
     /// An unpacked system tarball, no store (the unshare backend).
-    pub const TARBALL: Want = Want { category: fetch::TARBALL_CATEGORY, store: None };
+    pub const TARBALL: Want = Want { category: fetch::TARBALL_CATEGORY, store: None, unpack: true };
+
+    /// An image of `category` in `store`, unpacked if it is a tarball.
+    pub const fn new(category: &'static str, store: Option<&'static str>) -> Want {
+        Want { category, store, unpack: true }
+    }
 }
 
 /// A cached image in use: unpinned when dropped.
@@ -274,8 +283,14 @@ impl Inner {
             match index::content_dir(&self.dir, artifact_id) {
                 Some(content) => {
                     // Not in the store it needs yet: a flight imports it; of
-                    // another kind: a flight finds out the artifact's category.
-                    let kind_ok = content.ends_with("rootfs") == (want.category == fetch::TARBALL_CATEGORY);
+                    // another kind: a flight finds out the artifact's category;
+                    // kept packed but wanted unpacked: a flight unpacks it.
+                    let tarball = want.category == fetch::TARBALL_CATEGORY;
+                    let kind_ok = if content.ends_with(index::PACKED) {
+                        tarball && !want.unpack
+                    } else {
+                        content.ends_with("rootfs") == tarball
+                    };
                     if kind_ok && want.store.is_none_or(|s| entry.stores.iter().any(|e| e == s)) {
                         entry.last_used = Utc::now();
                         return Ok((entry.sha256.clone(), content));

@@ -80,7 +80,10 @@ impl Inner {
         }
         let existing = self.state().entries.get(&artifact_id).cloned();
         let outcome = match existing {
-            Some(entry) => self.add_to_store(&client, entry, want).await,
+            Some(entry) => match self.unpack_kept(&entry, want).await {
+                Ok(()) => self.add_to_store(&client, entry, want).await,
+                Err(e) => Err(e),
+            },
             None => self.fetch_new(&client, artifact_id, want).await,
         };
         if let Err(e) = &outcome {
@@ -116,13 +119,18 @@ impl Inner {
             fetch::download_image(&self.dir, client, &artifact).await?
         } else {
             let (tarball, sha256) = fetch::download_tarball(&self.dir, client, &artifact).await?;
+            // The tarball's own name (an artifact may carry a package list beside it).
+            let name = fetch::pick_tarball(&artifact.files).map(|f| f.path.clone()).unwrap_or_default();
             if let Some(store) = want.store {
-                // The tarball's own name (an artifact may carry a package list beside it).
-                let name = fetch::pick_tarball(&artifact.files).map(|f| f.path.clone()).unwrap_or_default();
-                self.import(store, &Self::offer(&artifact, vec![(name, tarball.path().to_owned())])).await?;
+                self.import(store, &Self::offer(&artifact, vec![(name.clone(), tarball.path().to_owned())])).await?;
             }
-            match fetch::unpack(&self.dir, artifact_id, tarball, self.id_shift).await {
-                Ok(stats) => (sha256, stats.bytes),
+            let kept = if want.unpack {
+                fetch::unpack(&self.dir, artifact_id, tarball, self.id_shift).await.map(|stats| stats.bytes)
+            } else {
+                fetch::keep_packed(&self.dir, artifact_id, tarball, &name).await
+            };
+            match kept {
+                Ok(bytes) => (sha256, bytes),
                 Err(e) => {
                     if let Some(store) = want.store {
                         // Keep the store no fuller than the cache.
@@ -143,6 +151,36 @@ impl Inner {
         }
         self.record(artifact_id, sha256, size, stores);
         Ok(())
+    }
+
+    /// A tarball kept packed that a task now wants unpacked: unpack it in
+    /// place (no download), keeping its index entry and stores.
+    async fn unpack_kept(&self, entry: &IndexEntry, want: Want) -> Result<(), CacheError> {
+        let artifact_id = entry.artifact_id;
+        let packed = index::packed_dir(&self.dir, artifact_id).is_dir();
+        if !(packed && want.unpack && want.category == fetch::TARBALL_CATEGORY) {
+            return Ok(());
+        }
+        let unpacked = match fetch::take_packed(&self.dir, artifact_id) {
+            Ok(tarball) => fetch::unpack(&self.dir, artifact_id, tarball, self.id_shift).await,
+            Err(e) => Err(e),
+        };
+        match unpacked {
+            Ok(stats) => {
+                if let Some(e) = self.state().entries.get_mut(&artifact_id) {
+                    e.size = stats.bytes;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The packed copy is gone with it: forget the image, so the
+                // next task downloads it again, and keep the stores no fuller.
+                let stores = self.state().entries.remove(&artifact_id).map(|e| e.stores).unwrap_or_default();
+                let _ = std::fs::remove_dir_all(index::image_dir(&self.dir, artifact_id));
+                self.remove_from_stores(vec![(artifact_id, stores)]).await;
+                Err(e)
+            }
+        }
     }
 
     fn record(&self, artifact_id: i64, sha256: String, size: u64, stores: Vec<String>) {
