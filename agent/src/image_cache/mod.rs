@@ -17,7 +17,9 @@
 //! - this module: the cache itself, its single flight and its pins.
 //!
 //! `kiln:system-image` artifacts (bootable disks for qemu) are cached too,
-//! as downloaded, in `<cache-dir>/<artifact-id>/image/`.
+//! as downloaded, in `<cache-dir>/<artifact-id>/image/`; a tarball that only
+//! Debian tools have used (they read the tarball) stays packed in
+//! `<cache-dir>/<artifact-id>/packed/` until a task needs its tree.
 
 pub mod error;
 pub mod extract;
