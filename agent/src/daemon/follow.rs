@@ -122,15 +122,8 @@ async fn finish(
         record.output_uploaded = true;
         save(ctx, record);
     }
-    if !record.log_uploaded {
-        let log = vec![("log.jsonl".to_owned(), dir.log())];
-        let data = obj(json!({"attempt": record.attempt}));
-        match output::upload(&ctx.client, "kiln:task-log", data, record.id, &log).await {
-            Ok(id) => record.artifacts.extend(id),
-            Err(e) => return error_result("artifact-upload-failed", &e.to_string()),
-        }
-        record.log_uploaded = true;
-        save(ctx, record);
+    if let Err(e) = upload_log(ctx, dir, record).await {
+        return error_result("artifact-upload-failed", &e.to_string());
     }
     let mut out = obj(json!({
         "artifacts": record.artifacts,
@@ -153,6 +146,19 @@ async fn finish(
     (result, out)
 }
 
+/// Upload the task's log as a `kiln:task-log` artifact, once.
+async fn upload_log(ctx: &Context, dir: &TaskDir, record: &mut TaskRecord) -> Result<(), output::UploadError> {
+    if record.log_uploaded {
+        return Ok(());
+    }
+    let log = vec![("log.jsonl".to_owned(), dir.log())];
+    let data = obj(json!({"attempt": record.attempt}));
+    record.artifacts.extend(output::upload(&ctx.client, "kiln:task-log", data, record.id, &log).await?);
+    record.log_uploaded = true;
+    save(ctx, record);
+    Ok(())
+}
+
 /// A Debian task: its log, then the artifacts its tool made.
 async fn finish_debian(
     ctx: &Context,
@@ -160,15 +166,8 @@ async fn finish_debian(
     record: &mut TaskRecord,
     status: ShimStatus,
 ) -> (WorkResult, Map<String, Value>) {
-    if !record.log_uploaded {
-        let log = vec![("log.jsonl".to_owned(), dir.log())];
-        let data = obj(json!({"attempt": record.attempt}));
-        match output::upload(&ctx.client, "kiln:task-log", data, record.id, &log).await {
-            Ok(id) => record.artifacts.extend(id),
-            Err(e) => return error_result("artifact-upload-failed", &e.to_string()),
-        }
-        record.log_uploaded = true;
-        save(ctx, record);
+    if let Err(e) = upload_log(ctx, dir, record).await {
+        return error_result("artifact-upload-failed", &e.to_string());
     }
     let (result, mut out) = crate::debian::finish(ctx, dir, record, &status).await;
     out.insert("artifacts".into(), json!(record.artifacts));

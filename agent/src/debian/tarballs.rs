@@ -4,7 +4,9 @@
 //! `<data-dir>/tarballs/<artifact id>/`, and leaves it when the cache evicts
 //! the image, so the LRU limit covers these copies too.
 
-use crate::image_cache::stores::{ImageStore, StoreError, StoreFuture, StoreImage};
+use crate::image_cache::stores::{
+    reconcile_image_dirs, remove_image_dir, ImageStore, StoreError, StoreFuture, StoreImage,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -68,32 +70,15 @@ impl ImageStore for TarballStore {
         Box::pin(async move { self.import_image(image) })
     }
     fn remove(&self, artifact_id: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            match std::fs::remove_dir_all(self.dir.join(artifact_id.to_string())) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(StoreError::new(STORE_NAME, format!("remove image {artifact_id}"), e))
-                }
-                _ => Ok(()),
-            }
-        })
+        Box::pin(async move { remove_image_dir(STORE_NAME, &self.dir, artifact_id) })
     }
     fn reconcile<'a>(&'a self, keep: &'a BTreeSet<i64>) -> StoreFuture<'a, BTreeSet<i64>> {
         Box::pin(async move {
-            let mut held = BTreeSet::new();
-            let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(held) };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                match name.parse::<i64>() {
-                    Ok(id) if keep.contains(&id) && tarball_of(&self.dir, id).is_some() => {
-                        held.insert(id);
-                    }
-                    _ => {
-                        tracing::warn!(path = %entry.path().display(), "removing a tarball the cache index does not list");
-                        let _ = std::fs::remove_dir_all(entry.path());
-                    }
-                }
-            }
-            Ok(held)
+            Ok(reconcile_image_dirs(STORE_NAME, &self.dir, keep, |d| {
+                d.file_name()
+                    .and_then(|n| n.to_str()?.parse().ok())
+                    .is_some_and(|id| tarball_of(&self.dir, id).is_some())
+            }))
         })
     }
 }

@@ -228,18 +228,25 @@ pub async fn keep_packed(cache_dir: &Path, artifact_id: i64, tarball: Temp, name
         let file = packed.join(base);
         fs::rename(&tarball.0, &file).map_err(CacheError::io("rename", &tarball.0))?;
         let size = fs::metadata(&file).map_err(CacheError::io("stat", &file))?.len();
-        let dir = fs::File::open(&staging.0).map_err(CacheError::io("open", &staging.0))?;
-        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| CacheError::io("sync", &staging.0)(e.into()))?;
-        let target = image_dir(&cache_dir, artifact_id);
-        if fs::symlink_metadata(&target).is_ok() {
-            fs::remove_dir_all(&target).map_err(CacheError::io("remove", &target))?;
-        }
-        fs::rename(&staging.0, &target).map_err(CacheError::io("rename", &staging.0))?;
-        sync_dir(&cache_dir).map_err(CacheError::io("sync", &cache_dir))?;
+        publish(&cache_dir, artifact_id, &staging)?;
         tracing::info!(artifact_id, bytes = size, "kept the tarball packed: no task needs its tree yet");
         Ok(size)
     });
     task.await.map_err(|e| CacheError::Internal { artifact_id, reason: format!("the keeping thread failed: {e}") })?
+}
+
+/// Sync a staged image and rename it to `<cache-dir>/<id>`, replacing what
+/// is there (a leftover no index entry owns, or the packed copy it was
+/// unpacked from): everything on disk before the index may call it ready.
+fn publish(cache_dir: &Path, artifact_id: i64, staging: &Temp) -> Result<(), CacheError> {
+    let dir = fs::File::open(&staging.0).map_err(CacheError::io("open", &staging.0))?;
+    nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| CacheError::io("sync", &staging.0)(e.into()))?;
+    let target = image_dir(cache_dir, artifact_id);
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_dir_all(&target).map_err(CacheError::io("remove", &target))?;
+    }
+    fs::rename(&staging.0, &target).map_err(CacheError::io("rename", &staging.0))?;
+    sync_dir(cache_dir).map_err(CacheError::io("sync", cache_dir))
 }
 
 /// The tarball kept packed for `artifact_id`, moved out to a temporary
@@ -275,16 +282,7 @@ pub async fn unpack(
         let stats = extract::unpack(BufReader::with_capacity(1 << 20, input), &staging.0.join("rootfs"), id_shift)
             .map_err(|source| CacheError::Extract { artifact_id, source })?;
         drop(tarball);
-        // Everything on disk before the index may call it ready.
-        let dir = fs::File::open(&staging.0).map_err(CacheError::io("open", &staging.0))?;
-        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| CacheError::io("sync", &staging.0)(e.into()))?;
-        let target = image_dir(&cache_dir, artifact_id);
-        if fs::symlink_metadata(&target).is_ok() {
-            // A leftover that no index entry owns (the caller checked).
-            fs::remove_dir_all(&target).map_err(CacheError::io("remove", &target))?;
-        }
-        fs::rename(&staging.0, &target).map_err(CacheError::io("rename", &staging.0))?;
-        sync_dir(&cache_dir).map_err(CacheError::io("sync", &cache_dir))?;
+        publish(&cache_dir, artifact_id, &staging)?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(artifact_id, files = stats.files, bytes = stats.bytes, seconds, "unpacked image");
         Ok(stats)

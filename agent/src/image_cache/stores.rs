@@ -75,6 +75,42 @@ pub trait ImageStore: Send + Sync {
     fn reconcile<'a>(&'a self, keep: &'a BTreeSet<i64>) -> StoreFuture<'a, BTreeSet<i64>>;
 }
 
+/// For stores that keep each image in `<dir>/<artifact id>/`: remove one
+/// (absent already is fine).
+pub fn remove_image_dir(store: &'static str, dir: &std::path::Path, artifact_id: i64) -> Result<(), StoreError> {
+    match std::fs::remove_dir_all(dir.join(artifact_id.to_string())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::new(store, format!("remove image {artifact_id}"), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// For stores that keep each image in `<dir>/<artifact id>/`: remove every
+/// directory but those of `keep` that `intact` accepts; the ids kept.
+pub fn reconcile_image_dirs(
+    store: &'static str,
+    dir: &std::path::Path,
+    keep: &BTreeSet<i64>,
+    intact: impl Fn(&std::path::Path) -> bool,
+) -> BTreeSet<i64> {
+    let mut held = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return held };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.parse::<i64>() {
+            Ok(id) if keep.contains(&id) && intact(&entry.path()) => {
+                held.insert(id);
+            }
+            _ => {
+                tracing::warn!(store, path = %entry.path().display(), "removing an image the cache index does not list");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    held
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,9 @@ use super::image::Manifest;
 use super::{AccelChoice, QemuTask};
 use crate::backends::spec::TaskSpec;
 use crate::backends::TaskParams;
-use crate::image_cache::stores::{ImageStore, StoreError, StoreFuture, StoreImage};
+use crate::image_cache::stores::{
+    reconcile_image_dirs, remove_image_dir, ImageStore, StoreError, StoreFuture, StoreImage,
+};
 use crate::supervisor::logfile::LogWriter;
 use crate::supervisor::task_dir::Outcome;
 use std::collections::BTreeSet;
@@ -153,32 +155,9 @@ impl ImageStore for QemuStore {
         Box::pin(self.import_image(image))
     }
     fn remove(&self, artifact_id: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            match std::fs::remove_dir_all(image_dir(&self.dir, artifact_id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(StoreError::new(STORE_NAME, format!("remove image {artifact_id}"), e))
-                }
-                _ => Ok(()),
-            }
-        })
+        Box::pin(async move { remove_image_dir(STORE_NAME, &self.dir, artifact_id) })
     }
     fn reconcile<'a>(&'a self, keep: &'a BTreeSet<i64>) -> StoreFuture<'a, BTreeSet<i64>> {
-        Box::pin(async move {
-            let mut held = BTreeSet::new();
-            let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(held) };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                match name.parse::<i64>() {
-                    Ok(id) if keep.contains(&id) && Manifest::load(&entry.path()).is_ok() => {
-                        held.insert(id);
-                    }
-                    _ => {
-                        tracing::warn!(path = %entry.path().display(), "removing a QEMU image the cache index does not list");
-                        let _ = std::fs::remove_dir_all(entry.path());
-                    }
-                }
-            }
-            Ok(held)
-        })
+        Box::pin(async move { Ok(reconcile_image_dirs(STORE_NAME, &self.dir, keep, |d| Manifest::load(d).is_ok())) })
     }
 }
