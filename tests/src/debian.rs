@@ -4,7 +4,7 @@
 //! import-dsc`; and a bookworm `buildd` environment made by Kiln's own
 //! `mmdebstrap` task, cached between runs keyed by its inputs.
 
-use crate::{binary, obj, wait_for, Coordinator};
+use crate::{obj, wait_for, Coordinator};
 use kiln_shared::client::Client;
 use kiln_shared::work::{NewWorkRequest, WorkRequest};
 use kiln_shared::{TaskType, WorkResult, WorkStatus};
@@ -67,11 +67,8 @@ pub fn fixture_dsc(kind: Fixture) -> SourcePackage {
 
 /// `kiln artifact import-dsc --json` as `token`; the artifact id.
 pub fn import_dsc(c: &Coordinator, token: &str, dsc: &Path) -> i64 {
-    let out = Command::new(binary("kiln"))
-        .args(["--server", &c.url, "--token", token, "--json", "artifact", "import-dsc"])
-        .arg(dsc)
-        .output()
-        .expect("run kiln");
+    let dsc = dsc.to_str().expect("a UTF-8 path");
+    let out = crate::kiln_cli(c, token, &["--json", "artifact", "import-dsc", dsc]);
     assert!(out.status.success(), "import-dsc failed: {}", String::from_utf8_lossy(&out.stderr));
     let artifact: Value = serde_json::from_slice(&out.stdout).expect("import-dsc --json prints the artifact");
     artifact["id"].as_i64().expect("artifact id")

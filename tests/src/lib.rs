@@ -150,6 +150,22 @@ impl Coordinator {
     }
 }
 
+/// Run the `kiln` CLI against `c` as the holder of `token`, with an empty
+/// home (no config file of the machine's) and nothing else of the caller's
+/// environment but `PATH`.
+pub fn kiln_cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().expect("home");
+    Command::new(binary("kiln"))
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KILN_SERVER", &c.url)
+        .env("KILN_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("run kiln")
+}
+
 impl Drop for Coordinator {
     fn drop(&mut self) {
         self.kill();

@@ -14,7 +14,7 @@ use kiln_shared::client::Client;
 use kiln_shared::work::{Completion, WorkRequest};
 use kiln_shared::worker::Registration;
 use kiln_shared::{TaskType, WorkResult, WorkStatus, WorkerRole};
-use kiln_tests::{amd64_metadata, binary, enrolled_worker, expect_api_error, obj, random_suffix, Coordinator};
+use kiln_tests::{amd64_metadata, enrolled_worker, expect_api_error, obj, random_suffix, Coordinator};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -335,16 +335,7 @@ async fn debian_pipeline_builds_tests_what_was_built_signs_and_waits_for_approva
 
 /// Run `kiln ARGS` as the holder of `token`; its stdout (must succeed).
 fn kiln(c: &Coordinator, token: &str, args: &[&str]) -> String {
-    let home = tempfile::tempdir().expect("home");
-    let out = std::process::Command::new(binary("kiln"))
-        .env_clear()
-        .env("HOME", home.path())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KILN_SERVER", &c.url)
-        .env("KILN_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("run kiln");
+    let out = kiln_tests::kiln_cli(c, token, args);
     assert!(out.status.success(), "kiln {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

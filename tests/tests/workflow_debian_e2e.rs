@@ -17,7 +17,7 @@ use kiln_shared::{TaskType, WorkResult, WorkStatus};
 use kiln_tests::agent::Agent;
 use kiln_tests::debian::{buildd_environment, fixture_dsc, import_dsc, Fixture};
 use kiln_tests::work::{finished_within, request};
-use kiln_tests::{binary, obj, require_privileged, Coordinator};
+use kiln_tests::{obj, require_privileged, Coordinator};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -30,16 +30,7 @@ const PIPELINE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
 /// Run `kiln ARGS` as the holder of `token`; its stdout and whether it succeeded.
 fn kiln(c: &Coordinator, token: &str, args: &[&str]) -> (bool, String) {
-    let home = tempfile::tempdir().expect("home");
-    let out = Command::new(binary("kiln"))
-        .env_clear()
-        .env("HOME", home.path())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KILN_SERVER", &c.url)
-        .env("KILN_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("run kiln");
+    let out = kiln_tests::kiln_cli(c, token, args);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
