@@ -34,6 +34,14 @@ impl Agent {
             "--enrollment-token".into(),
             enrollment,
         ];
+        // The host's free disk must not change what a test sees: with the
+        // 10 GiB default, a CI host a little short of space evicts every
+        // cached image after each task. A test may pass its own value;
+        // disk-pressure eviction itself is tested in
+        // agent/src/image_cache/policy.rs.
+        if !extra.contains(&"--min-free-disk") {
+            args.extend(["--min-free-disk".into(), "0".into()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut agent = Agent { child: None, data_dir, name: name.to_owned(), log_path, args };
         agent.spawn();
