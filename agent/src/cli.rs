@@ -20,6 +20,9 @@ pub struct Cli {
 pub struct Overrides {
     #[arg(long, global = true)]
     pub coordinator: Option<String>,
+    /// ca_certificate: CA certificates (PEM) to trust for an https:// coordinator
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_certificate: Option<PathBuf>,
     #[arg(long, global = true)]
     pub name: Option<String>,
     #[arg(long, global = true)]

@@ -25,6 +25,9 @@ fn apply(c: &mut AgentConfig, o: &Overrides) -> anyhow::Result<()> {
     if let Some(v) = &o.coordinator {
         c.coordinator = v.clone();
     }
+    if let Some(v) = &o.ca_certificate {
+        c.ca_certificate = Some(v.clone());
+    }
     if let Some(v) = &o.name {
         c.name = Some(v.clone());
     }

@@ -19,6 +19,10 @@ pub struct AgentConfig {
     /// Coordinator URL, e.g. `https://coordinator.example:8443`.
     #[serde(default)]
     pub coordinator: String,
+    /// CA certificates (PEM) to trust for an `https://` coordinator, beside
+    /// the system's (Kiln addition).
+    #[serde(default)]
+    pub ca_certificate: Option<PathBuf>,
     /// Worker name; default: the host name.
     #[serde(default)]
     pub name: Option<String>,
@@ -149,6 +153,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             coordinator: String::new(),
+            ca_certificate: None,
             name: None,
             data_dir: default_data_dir(),
             role: default_role(),
@@ -191,6 +196,9 @@ impl AgentConfig {
         }
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return invalid(format!("coordinator {:?} must be an http:// or https:// URL", self.coordinator));
+        }
+        if let Some(path) = &self.ca_certificate {
+            kiln_shared::client::load_ca_certificates(path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if let Some(problem) =
             (self.role == Role::Signing).then(|| crate::signing::transport_problem(&self.coordinator)).flatten()
@@ -269,5 +277,21 @@ enabled = ["unshare", "incus-lxc", "incus-vm", "qemu"]
             ..AgentConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn an_unusable_ca_certificate_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let not_pem = dir.path().join("lab-ca.pem");
+        std::fs::write(&not_pem, "not a certificate\n").expect("write");
+        for path in [not_pem, dir.path().join("missing.pem")] {
+            let c = AgentConfig {
+                coordinator: "https://kiln.example".into(),
+                ca_certificate: Some(path.clone()),
+                ..AgentConfig::default()
+            };
+            let err = c.validate().expect_err("refused").to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+        }
     }
 }

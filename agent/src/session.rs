@@ -36,7 +36,8 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
 /// Register (idempotent: the same name and token come back as the same
 /// worker). Retries while the coordinator is unreachable, saying so.
 pub async fn register(config: &AgentConfig, token: &str) -> Result<Client, ClientError> {
-    let anonymous = Client::new(&config.coordinator, None)?;
+    let ca = config.ca_certificate.as_deref();
+    let anonymous = Client::with_ca_certificate(&config.coordinator, None, ca)?;
     let reg = Registration {
         name: config.worker_name(),
         token: token.to_owned(),
@@ -55,7 +56,7 @@ pub async fn register(config: &AgentConfig, token: &str) -> Result<Client, Clien
                 } else {
                     tracing::warn!(worker = %worker.name, "registered, but disabled: an admin must enable it");
                 }
-                return Client::new(&config.coordinator, Some(token.to_owned()));
+                return Client::with_ca_certificate(&config.coordinator, Some(token.to_owned()), ca);
             }
             Err(e @ ClientError::Api { .. }) => return Err(e),
             Err(e) => {

@@ -46,6 +46,9 @@ pub struct GlobalArgs {
     /// API token (a user or admin token from `kiln-coordinator token create`).
     #[arg(long, global = true, env = "KILN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// coordinator, beside the system's.
+    #[arg(long, global = true, env = "KILN_CA_CERTIFICATE", value_name = "PEM")]
+    pub ca_certificate: Option<PathBuf>,
     /// Configuration file [default: $XDG_CONFIG_HOME/kiln/config.toml or ~/.config/kiln/config.toml].
     #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -1,4 +1,4 @@
-//! Where the server URL and token come from: the command line (which clap
+//! Where the server URL, token and CA certificate come from: the command line (which clap
 //! already merges with `KILN_SERVER`/`KILN_TOKEN`), else the config file
 //! `~/.config/kiln/config.toml`.
 
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct FileConfig {
     pub server: Option<String>,
     pub token: Option<String>,
+    pub ca_certificate: Option<PathBuf>,
 }
 
 /// What a command needs to talk to the coordinator.
@@ -20,6 +21,7 @@ pub struct FileConfig {
 pub struct Settings {
     pub server: String,
     pub token: Option<String>,
+    pub ca_certificate: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/kiln/config.toml`, else `$HOME/.config/kiln/config.toml`.
@@ -65,7 +67,8 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, CliError> {
         )
     })?;
     let token = global.token.clone().filter(|t| !t.is_empty()).or(file.token);
-    Ok(Settings { server, token })
+    let ca_certificate = global.ca_certificate.clone().filter(|p| !p.as_os_str().is_empty()).or(file.ca_certificate);
+    Ok(Settings { server, token, ca_certificate })
 }
 
 #[cfg(test)]
@@ -76,6 +79,7 @@ mod tests {
         GlobalArgs {
             server: server.map(str::to_owned),
             token: None,
+            ca_certificate: None,
             config: config.map(Path::to_path_buf),
             json: false,
             quiet: false,
@@ -86,9 +90,11 @@ mod tests {
     fn file_fills_in_what_flags_leave_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "server = \"http://file:1\"\ntoken = \"t0k\"\n").expect("write");
+        std::fs::write(&path, "server = \"http://file:1\"\ntoken = \"t0k\"\nca_certificate = \"/lab-ca.pem\"\n")
+            .expect("write");
         let s = resolve(&args(None, Some(&path))).expect("resolves");
         assert_eq!((s.server.as_str(), s.token.as_deref()), ("http://file:1", Some("t0k")));
+        assert_eq!(s.ca_certificate.as_deref(), Some(Path::new("/lab-ca.pem")));
         let s = resolve(&args(Some("http://flag:2"), Some(&path))).expect("resolves");
         assert_eq!((s.server.as_str(), s.token.as_deref()), ("http://flag:2", Some("t0k")));
     }

@@ -84,7 +84,7 @@ impl CliError {
                 CliError::Client { message, code, kind }
             }
             ClientError::Transport { url, source } => CliError::Client {
-                message: format!("cannot reach the coordinator at {url}: {}", root_cause(&source)),
+                message: format!("cannot reach the coordinator at {url}: {}{}", root_cause(&source), tls_hint(&source)),
                 code: code::UNAVAILABLE,
                 kind: "unreachable",
             },
@@ -96,6 +96,7 @@ impl CliError {
             ClientError::BadUrl(url) => {
                 CliError::Config(format!("invalid server URL {url:?}: it must start with http:// or https://"))
             }
+            e @ ClientError::CaCertificate { .. } => CliError::Config(e.to_string()),
         }
     }
 }
@@ -121,6 +122,16 @@ fn describe_status(status: StatusCode, error: &str, message: &str, has_token: bo
 
 /// The innermost cause of an error chain: for transport errors this is the
 /// part a person can act on ("Connection refused (os error 111)").
+/// What to do when the coordinator's certificate is not trusted.
+fn tls_hint(err: &(dyn std::error::Error + 'static)) -> &'static str {
+    if root_cause(err).contains("certificate") {
+        " (if the coordinator uses its own CA, trust it with --ca-certificate FILE, KILN_CA_CERTIFICATE or \
+         ca_certificate in the config file)"
+    } else {
+        ""
+    }
+}
+
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(next) = cause.source() {

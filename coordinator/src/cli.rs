@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// Largest JSON request body, e.g. 1MiB.
     #[arg(long)]
     pub max_json_body: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-private-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_certificate: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-certificate.
+    #[arg(long, value_name = "PEM")]
+    pub tls_private_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -42,6 +42,12 @@ pub struct CoordinatorConfig {
     /// network); otherwise any valid token may read it.
     #[serde(default)]
     pub metrics_public: bool,
+    /// Serve HTTPS with this certificate chain (PEM; with `tls_private_key`).
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_private_key: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,6 +88,8 @@ impl Default for CoordinatorConfig {
             max_wait: default_max_wait(),
             lost_assignment_after: default_lost_assignment_after(),
             metrics_public: false,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }
@@ -126,7 +134,14 @@ impl CoordinatorConfig {
         if self.heartbeat_grace == 0 {
             return Err(ConfigError::Invalid("heartbeat_grace must be at least 1 second".into()));
         }
+        self.tls_files()?;
         Ok(())
+    }
+
+    /// The certificate and key to serve HTTPS with, if any (both or neither).
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        crate::tls::files(self.tls_certificate.as_deref(), self.tls_private_key.as_deref())
+            .map_err(ConfigError::Invalid)
     }
 }
 
@@ -152,5 +167,17 @@ mod tests {
         assert!(!CoordinatorConfig::default().metrics_public);
         assert!(CoordinatorConfig::parse("metrics_public = true").expect("valid").metrics_public);
         assert!(CoordinatorConfig::parse("metrics_public = \"yes\"").is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert_eq!(CoordinatorConfig::default().tls_files().expect("plain HTTP"), None);
+        let both = "tls_certificate = \"/etc/kiln/tls/cert.pem\"\ntls_private_key = \"/etc/kiln/tls/key.pem\"\n";
+        let files = CoordinatorConfig::parse(both).expect("valid").tls_files().expect("both").expect("some");
+        assert_eq!(files.certificate, PathBuf::from("/etc/kiln/tls/cert.pem"));
+        let err = CoordinatorConfig::parse("tls_certificate = \"/c.pem\"").expect_err("no key");
+        assert!(err.contains("tls_private_key"), "{err}");
+        let err = CoordinatorConfig::parse("tls_private_key = \"/k.pem\"").expect_err("no certificate");
+        assert!(err.contains("tls_certificate"), "{err}");
     }
 }

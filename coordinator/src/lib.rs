@@ -15,6 +15,7 @@ pub mod server_tasks;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod tls;
 pub mod workflows;
 
 use cli::{Cli, Command};
@@ -35,6 +36,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Manpage => Ok(()),
         Command::ValidateConfig => {
             config.validate()?;
+            // Read the certificate and key too: a bad file should stop
+            // `ExecStartPre=… validate-config`, not the first handshake.
+            if let Some(files) = config.tls_files()? {
+                files.load()?;
+            }
             eprintln!("configuration is valid");
             Ok(())
         }

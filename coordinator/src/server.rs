@@ -11,7 +11,6 @@ use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 /// Open everything under `config.data_dir` and build the shared state.
@@ -43,12 +42,17 @@ pub fn open_state(config: CoordinatorConfig) -> anyhow::Result<AppState> {
     })
 }
 
-/// Serve on `listener` until `shutdown` completes.
-pub async fn run(
-    listener: TcpListener,
+/// Serve on `listener` (plain TCP or [`crate::tls::TlsListener`]) until
+/// `shutdown` completes.
+pub async fn run<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let background = [
         tokio::spawn(sweep_lost_workers(state.clone())),
         tokio::spawn(crate::workflows::runner::run(state.clone())),

@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why a call failed.
@@ -16,12 +17,42 @@ pub enum ClientError {
     /// The coordinator answered with an error body.
     #[error("{status}: {} ({})", .body.message, .body.error)]
     Api { status: StatusCode, body: ErrorBody },
-    #[error("failed to reach {url}: {source}")]
+    #[error("failed to reach {url}: {}", causes(source))]
     Transport { url: String, source: reqwest::Error },
     #[error("failed to read the reply from {url}: {source}")]
     Decode { url: String, source: reqwest::Error },
     #[error("invalid server URL {0:?}")]
     BadUrl(String),
+    /// The CA certificate file given to trust the coordinator is unusable.
+    #[error("cannot use the CA certificate {path}: {reason}")]
+    CaCertificate { path: PathBuf, reason: String },
+}
+
+/// An error and its causes on one line: reqwest's own message leaves out
+/// why (e.g. "invalid peer certificate: UnknownIssuer").
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let message = next.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = next.source();
+    }
+    text
+}
+
+/// The certificates of a PEM file (a bundle may hold several).
+pub fn load_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let fail = |reason: String| ClientError::CaCertificate { path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(fail("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_owned()));
+    }
+    Ok(certificates)
 }
 
 impl ClientError {
@@ -66,15 +97,30 @@ pub struct Client {
 
 impl Client {
     /// `base` is the server's root URL, e.g. `http://127.0.0.1:8080`.
+    /// An `https://` server must have a certificate the system trusts
+    /// (Mozilla's roots or the host's CA store).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca_certificate(base, token, None)
+    }
+
+    /// [`Client::new`], also trusting the CA certificates (PEM) in
+    /// `ca_certificate`: a lab's own CA need not be installed host-wide.
+    pub fn with_ca_certificate(
+        base: &str,
+        token: Option<String>,
+        ca_certificate: Option<&Path>,
+    ) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(base));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|source| ClientError::Transport { url: base.clone(), source })?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(path) = ca_certificate {
+            for certificate in load_ca_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|source| ClientError::Transport { url: base.clone(), source })?;
         Ok(Client { http, base, token })
     }
 

@@ -8,6 +8,7 @@ pub mod debian;
 pub mod images;
 pub mod incus;
 pub mod system_images;
+pub mod tls;
 pub mod work;
 
 use kiln_shared::client::Client;
@@ -45,6 +46,8 @@ pub struct Coordinator {
     child: Option<Child>,
     pub data_dir: tempfile::TempDir,
     pub url: String,
+    /// The CA the harness's clients trust, for a coordinator serving HTTPS.
+    pub ca_certificate: Option<PathBuf>,
     extra_args: Vec<String>,
     port: u16,
 }
@@ -62,6 +65,7 @@ impl Coordinator {
             child: None,
             data_dir,
             url: String::new(),
+            ca_certificate: None,
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
             port: 0,
         };
@@ -131,11 +135,11 @@ impl Coordinator {
     }
 
     pub fn client(&self, token: &str) -> Client {
-        Client::new(&self.url, Some(token.to_owned())).expect("client")
+        Client::with_ca_certificate(&self.url, Some(token.to_owned()), self.ca_certificate.as_deref()).expect("client")
     }
 
     pub fn anonymous(&self) -> Client {
-        Client::new(&self.url, None).expect("client")
+        Client::with_ca_certificate(&self.url, None, self.ca_certificate.as_deref()).expect("client")
     }
 
     /// An admin client (creates a fresh admin token).
@@ -161,6 +165,7 @@ pub fn kiln_cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Ou
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KILN_SERVER", &c.url)
         .env("KILN_TOKEN", token)
+        .envs(c.ca_certificate.as_ref().map(|ca| ("KILN_CA_CERTIFICATE", ca)))
         .args(args)
         .output()
         .expect("run kiln")

@@ -40,7 +40,8 @@ impl Ctx {
     pub fn new(global: &GlobalArgs) -> Result<Self, CliError> {
         let settings = config::resolve(global)?;
         let has_token = settings.token.is_some();
-        let client = Client::new(&settings.server, settings.token).map_err(|e| CliError::from_client(e, has_token))?;
+        let client = Client::with_ca_certificate(&settings.server, settings.token, settings.ca_certificate.as_deref())
+            .map_err(|e| CliError::from_client(e, has_token))?;
         Ok(Ctx { client, json: global.json, quiet: global.quiet || global.json, has_token })
     }
 

@@ -3,6 +3,7 @@
 use crate::cli::ServeArgs;
 use crate::config::CoordinatorConfig;
 use crate::server;
+use crate::tls::TlsListener;
 use anyhow::Context;
 use kiln_shared::size::parse_size;
 use std::io::Write;
@@ -23,20 +24,33 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
     if let Some(max) = &args.max_json_body {
         config.max_json_body = parse_size(max).map_err(anyhow::Error::msg).context("--max-json-body")?;
     }
+    if args.tls_certificate.is_some() || args.tls_private_key.is_some() {
+        config.tls_certificate = args.tls_certificate.or(config.tls_certificate);
+        config.tls_private_key = args.tls_private_key.or(config.tls_private_key);
+    }
     config.validate()?;
+    // Load the certificate before binding: a bad file is a clear start error.
+    let tls = match config.tls_files()? {
+        Some(files) => {
+            let server_config = files.load()?;
+            Some((files, server_config))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
     let addr = listener.local_addr().context("failed to read the bound address")?;
     let state = server::open_state(config)?;
-    tracing::info!(%addr, "kiln-coordinator listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "kiln-coordinator listening");
     // Scripts and tests read the bound address (port 0 picks one) from here.
     let mut out = std::io::stdout();
-    writeln!(out, "kiln-coordinator listening on http://{addr}")?;
+    writeln!(out, "kiln-coordinator listening on {scheme}://{addr}")?;
     out.flush()?;
     // Listening and the store open: systemd (Type=notify) may start what
     // comes after the coordinator.
-    kiln_shared::systemd::notify_ready(&format!("listening on http://{addr}"));
+    kiln_shared::systemd::notify_ready(&format!("listening on {scheme}://{addr}"));
     tokio::spawn(kiln_shared::systemd::feed_watchdog());
     // A signal starts a graceful shutdown, but long-polls (`next`, log
     // follows) may hold it for a minute: after SHUTDOWN_GRACE the process
@@ -51,8 +65,20 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
         let _ = stopping.wait_for(|s| *s).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
+    let serving = async move {
+        match tls {
+            Some((files, server_config)) => {
+                let listener = TlsListener::new(listener, files, server_config).context("failed to serve TLS")?;
+                server::run(listener, state, signal).await
+            }
+            None => {
+                tokio::spawn(ignore_hangups());
+                server::run(listener, state, signal).await
+            }
+        }
+    };
     tokio::select! {
-        result = server::run(listener, state, signal) => result,
+        result = serving => result,
         () = grace_over => {
             tracing::info!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period: stopping anyway");
             Ok(())
@@ -62,6 +88,17 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
 
 /// How long open requests may delay the end of a graceful shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Without TLS there is nothing to reload, but `systemctl reload` must not
+/// stop the coordinator (SIGHUP's default action).
+async fn ignore_hangups() {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload (no TLS certificate); other settings need a restart");
+    }
+}
 
 async fn shutdown_signal() {
     let ctrl_c = async {
