@@ -144,7 +144,22 @@ pub async fn environment(user: &Client, data: Value) -> i64 {
     std::fs::write(&partial, &bytes).expect("write");
     std::fs::write(&meta, serde_json::to_vec(&Value::Object(artifact.data)).expect("json")).expect("write data");
     std::fs::rename(&partial, &tarball).expect("publish");
+    prune_stale_environments(&entry);
     id
+}
+
+/// Environments of earlier weeks are never used again: free their disk
+/// (CI hosts are not large). Best effort.
+fn prune_stale_environments(keep: &Path) {
+    let week = Duration::from_secs(8 * 86_400);
+    let Ok(entries) = std::fs::read_dir(crate::images::cache_dir()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stale = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()) > Some(week);
+        if path != keep && entry.file_name().to_string_lossy().starts_with("mmdebstrap-") && stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 async fn upload_tarball(user: &Client, tarball: &Path, data: Value) -> i64 {
