@@ -13,18 +13,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn tls_args(files: &ServerFiles) -> Vec<String> {
+fn tls_args(certificate: &Path, private_key: &Path) -> Vec<String> {
     vec![
         "--tls-certificate".into(),
-        files.certificate.to_string_lossy().into_owned(),
+        certificate.to_string_lossy().into_owned(),
         "--tls-private-key".into(),
-        files.private_key.to_string_lossy().into_owned(),
+        private_key.to_string_lossy().into_owned(),
     ]
 }
 
 /// A coordinator serving HTTPS with `files`; the harness's clients trust `ca`.
 fn start_tls(ca: &TestCa, files: &ServerFiles) -> Coordinator {
-    let args = tls_args(files);
+    let args = tls_args(&files.certificate, &files.private_key);
     let mut c = Coordinator::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     c.ca_certificate = Some(ca.certificate.clone());
     c
@@ -144,24 +144,13 @@ fn bad_certificate_files_stop_the_coordinator_before_it_listens() {
     assert!(stderr.contains("tls_private_key"), "names the missing key: {stderr}");
 
     let missing = ca.dir.path().join("missing.pem");
-    let (_, stderr) =
-        serve_fails(&["--tls-certificate".into(), path(&missing), "--tls-private-key".into(), path(&good.private_key)]);
+    let (_, stderr) = serve_fails(&tls_args(&missing, &good.private_key));
     assert!(stderr.contains("cannot read the TLS certificate") && stderr.contains("missing.pem"), "{stderr}");
 
-    let (_, stderr) = serve_fails(&[
-        "--tls-certificate".into(),
-        path(&good.private_key),
-        "--tls-private-key".into(),
-        path(&good.private_key),
-    ]);
+    let (_, stderr) = serve_fails(&tls_args(&good.private_key, &good.private_key));
     assert!(stderr.contains("no PEM certificate"), "a key is no certificate: {stderr}");
 
-    let (_, stderr) = serve_fails(&[
-        "--tls-certificate".into(),
-        path(&good.certificate),
-        "--tls-private-key".into(),
-        path(&other.private_key),
-    ]);
+    let (_, stderr) = serve_fails(&tls_args(&good.certificate, &other.private_key));
     assert!(stderr.contains("does not go with"), "a key of another certificate: {stderr}");
 
     // validate-config (systemd's ExecStartPre=) reads the files too.
