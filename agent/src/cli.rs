@@ -92,6 +92,9 @@ pub enum Command {
     #[command(hide = true)]
     ProbeBackend {
         backend: String,
+        /// Skip trial containers and VMs: only what can change between full probes.
+        #[arg(long)]
+        quick: bool,
         /// qemu: boot this stored system image under KVM, print the verdict.
         #[arg(long)]
         image: Option<PathBuf>,

@@ -87,7 +87,9 @@ fn apply(c: &mut AgentConfig, o: &Overrides) -> anyhow::Result<()> {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Shim { task_dir }) => return Ok(crate::supervisor::shim::main(task_dir)),
-        Some(Command::ProbeBackend { backend, image }) => return crate::probe::run(backend, image.as_deref()),
+        Some(Command::ProbeBackend { backend, quick, image }) => {
+            return crate::probe::run(backend, *quick, image.as_deref())
+        }
         Some(Command::Manpage) => {
             let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             page.render(&mut std::io::stdout()).context("failed to write the man page")?;

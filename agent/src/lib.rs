@@ -39,7 +39,7 @@ pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
     if let Err(e) = cache.reconcile_stores().await {
         tracing::warn!(error = %e, "failed to reconcile the image stores with the cache");
     }
-    let metadata = daemon::probe(&config, &exe).await;
+    let metadata = daemon::probe(&config, &exe, fingerprint::ProbeDepth::Full).await;
     tracing::info!(
         unshare = ?metadata.get("executor:unshare:available"),
         reason = ?metadata.get("executor:unshare:reason"),

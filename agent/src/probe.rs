@@ -10,8 +10,9 @@ use anyhow::Context as _;
 /// Exit 0 when `backend` works, printing extra metadata as
 /// `executor:<backend>:<key>=<JSON>` lines on stdout; otherwise exit 1 with
 /// the reason as the last line on stderr. With `image` (qemu): boot that
-/// stored system image under KVM and print the verdict as JSON.
-pub fn run(backend: &str, image: Option<&std::path::Path>) -> anyhow::Result<i32> {
+/// stored system image under KVM and print the verdict as JSON. `quick`:
+/// the backend's quick re-check ([`crate::backends::Backend::probe_quick`]).
+pub fn run(backend: &str, quick: bool, image: Option<&std::path::Path>) -> anyhow::Result<i32> {
     if let Some(dir) = image {
         println!("{}", serde_json::to_string(&crate::backends::qemu::store::probe_accel(dir))?);
         return Ok(0);
@@ -20,7 +21,7 @@ pub fn run(backend: &str, image: Option<&std::path::Path>) -> anyhow::Result<i32
         eprintln!("unknown backend {backend:?}");
         return Ok(1);
     };
-    match b.probe() {
+    match if quick { b.probe_quick() } else { b.probe() } {
         Ok(extra) => {
             for (key, value) in extra {
                 println!("{key}={value}");

@@ -127,6 +127,12 @@ pub trait Backend: Send + Sync {
     fn store(&self) -> Option<&'static str>;
     /// Try it for real: extra metadata keys when it works, why not otherwise.
     fn probe(&self) -> Result<Vec<(String, Value)>, String>;
+    /// The periodic re-check between full probes: what can change without
+    /// a trial run (a daemon gone, a binary removed). Backends whose full
+    /// probe is a trial container or VM override it; the rest probe fully.
+    fn probe_quick(&self) -> Result<Vec<(String, Value)>, String> {
+        self.probe()
+    }
     /// Daemon side: describe the task in `dir` for the shim.
     fn prepare(&self, task: &TaskParams, agent: &AgentSide, dir: &TaskDir) -> Result<(), BackendError>;
     /// Shim side: run the task `dir` describes until it ends, times out or

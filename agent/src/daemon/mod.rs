@@ -11,6 +11,7 @@ mod report;
 pub(crate) mod task;
 
 use crate::config::AgentConfig;
+use crate::fingerprint::{ProbeDepth, ProbeInput};
 use crate::image_cache::ImageCache;
 use crate::supervisor::journal::Journal;
 use kiln_shared::client::{Client, ClientError};
@@ -27,7 +28,11 @@ use tokio::sync::Notify;
 /// While work runs; aborts arrive in the reply, so this bounds their latency.
 const HEARTBEAT: Duration = Duration::from_millis(1500);
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the host is probed again (backends quickly: no trial task).
 const REFRESH: Duration = Duration::from_secs(60);
+/// How often the backends get a full probe (a trial container, a VM boot)
+/// even when the quick checks see no change.
+const FULL_PROBE_EVERY: Duration = Duration::from_secs(600);
 const LONG_POLL: Duration = Duration::from_secs(30);
 
 /// What every task of this agent shares.
@@ -165,10 +170,11 @@ async fn heartbeat_loop(ctx: Arc<Context>) {
 }
 
 /// Probe the host (blocking: it runs commands) off the async threads.
-pub async fn probe(config: &AgentConfig, agent_exe: &std::path::Path) -> Map<String, Value> {
+pub async fn probe(config: &AgentConfig, agent_exe: &std::path::Path, depth: ProbeDepth) -> Map<String, Value> {
     let (config, exe) = (config.clone(), agent_exe.to_owned());
     tokio::task::spawn_blocking(move || {
-        crate::fingerprint::probe(&crate::fingerprint::ProbeInput::for_host(&config, exe.clone()))
+        let input = crate::fingerprint::ProbeInput { backend_depth: depth, ..ProbeInput::for_host(&config, exe) };
+        crate::fingerprint::probe(&input)
     })
     .await
     .unwrap_or_default()
@@ -188,14 +194,29 @@ async fn publish(ctx: &Context, metadata: &Map<String, Value>) {
     }
 }
 
+/// Publish what changed on the host. Trial tasks in the backends (an
+/// Incus container, a QEMU boot) run every [`FULL_PROBE_EVERY`], or at once
+/// when a quick check sees a backend come or go; in between, the quick
+/// checks catch a daemon that stopped or a binary that went away.
 async fn refresh_loop(ctx: Arc<Context>) {
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(REFRESH).await;
-        let fresh = probe(&ctx.config, &ctx.agent_exe).await;
-        let changed = {
-            let current = ctx.metadata.read().unwrap_or_else(|p| p.into_inner());
-            crate::fingerprint::changed_keys(&current, &fresh)
-        };
+        let full_due = last_full.elapsed() >= FULL_PROBE_EVERY;
+        let depth = if full_due { ProbeDepth::Full } else { ProbeDepth::Quick };
+        let mut fresh = probe(&ctx.config, &ctx.agent_exe, depth).await;
+        let current = ctx.metadata.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if depth == ProbeDepth::Quick {
+            let moved = crate::fingerprint::availability_changed(&current, &fresh);
+            if !moved.is_empty() {
+                tracing::info!(?moved, "a quick check saw a backend change: probing fully");
+                fresh = probe(&ctx.config, &ctx.agent_exe, ProbeDepth::Full).await;
+                last_full = tokio::time::Instant::now();
+            }
+        } else {
+            last_full = tokio::time::Instant::now();
+        }
+        let changed = crate::fingerprint::changed_keys(&current, &fresh);
         if !changed.is_empty() {
             tracing::info!(?changed, "host metadata changed: publishing it");
             publish(&ctx, &fresh).await;

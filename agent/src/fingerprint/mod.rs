@@ -12,7 +12,7 @@ pub(crate) use run::find_on_path;
 pub(crate) use run::tests as tests_support;
 mod system;
 
-pub use backends::{backend_reason_key, BACKEND_PROBE_TIMEOUT};
+pub use backends::{availability_changed, backend_reason_key, ProbeDepth, BACKEND_PROBE_TIMEOUT};
 
 use crate::config::{AgentConfig, Role};
 use kiln_shared::worker::keys;
@@ -40,6 +40,8 @@ pub struct ProbeInput<'a> {
     pub path_var: OsString,
     /// This agent's binary, run as `<agent_exe> probe-backend <backend>`.
     pub agent_exe: PathBuf,
+    /// Trial tasks in the backends, or the quick re-check.
+    pub backend_depth: ProbeDepth,
 }
 
 impl<'a> ProbeInput<'a> {
@@ -54,6 +56,7 @@ impl<'a> ProbeInput<'a> {
             data_dir: config.data_dir.clone(),
             path_var: std::env::var_os("PATH").unwrap_or_default(),
             agent_exe,
+            backend_depth: ProbeDepth::Full,
         }
     }
 }
@@ -96,7 +99,7 @@ pub fn probe(input: &ProbeInput) -> Map<String, Value> {
         Role::Worker => &input.config.backends.enabled,
         Role::Signing => &[],
     };
-    backends::probe_into(&mut map, enabled, &input.agent_exe, BACKEND_PROBE_TIMEOUT);
+    backends::probe_into(&mut map, enabled, &input.agent_exe, BACKEND_PROBE_TIMEOUT, input.backend_depth);
     limits::probe_into(&mut map, &input.proc_root, &input.sys_root, &input.dev_root, &input.path_var);
     map
 }
@@ -148,6 +151,7 @@ mod tests {
             data_dir: root.path().join("data"),
             path_var: bin.clone().into_os_string(),
             agent_exe: agent,
+            backend_depth: ProbeDepth::Full,
         };
         let mut map = probe(&input);
         assert!(map.remove(keys::AVAILABLE_DISK).is_some_and(|v| v.as_u64().is_some_and(|b| b > 0)));

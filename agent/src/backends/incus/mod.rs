@@ -103,7 +103,10 @@ impl Backend for IncusLxc {
         Some(store::STORE_NAME)
     }
     fn probe(&self) -> Result<Vec<(String, Value)>, String> {
-        probe::containers()
+        probe::containers(probe::Trial::Run)
+    }
+    fn probe_quick(&self) -> Result<Vec<(String, Value)>, String> {
+        probe::containers(probe::Trial::Skip)
     }
     fn prepare(&self, task: &TaskParams, agent: &AgentSide, dir: &TaskDir) -> Result<(), BackendError> {
         let mut spec = TaskSpec::common(INCUS_LXC, task);

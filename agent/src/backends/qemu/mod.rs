@@ -93,7 +93,10 @@ impl Backend for Qemu {
         Some(store::STORE_NAME)
     }
     fn probe(&self) -> Result<Vec<(String, Value)>, String> {
-        run::probe_emulator()
+        run::probe_emulator(run::ProbeBoot::Run)
+    }
+    fn probe_quick(&self) -> Result<Vec<(String, Value)>, String> {
+        run::probe_emulator(run::ProbeBoot::Skip)
     }
     fn prepare(&self, task: &TaskParams, agent: &AgentSide, dir: &TaskDir) -> Result<(), BackendError> {
         let stored = store::image_dir(&agent.qemu_store, task.artifact_id);
