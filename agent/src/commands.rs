@@ -121,6 +121,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::ValidateConfig) => {
             config.validate()?;
+            if let Some(warning) = config.cleartext_warning() {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("configuration is valid");
             Ok(0)
         }

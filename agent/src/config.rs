@@ -231,6 +231,18 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// Said at start and by validate-config: a worker agent may talk plain
+    /// HTTP to a remote coordinator (a signing agent refuses to), but its
+    /// token and its tasks' data then cross the network in the clear.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        crate::signing::transport_problem(&self.coordinator)?;
+        Some(format!(
+            "the coordinator {:?} is plain http:// to another host: this agent's token and its tasks' data travel \
+             unencrypted; serve HTTPS (tls_certificate in coordinator.toml) and use an https:// URL",
+            self.coordinator
+        ))
+    }
+
     /// The worker name: configured, else the host name.
     pub fn worker_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {

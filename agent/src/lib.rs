@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// Register, open the image cache, probe the host and work until stopped.
 pub async fn run(config: config::AgentConfig) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    if let Some(warning) = config.cleartext_warning() {
+        tracing::warn!("{warning}");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create the data directory {}", config.data_dir.display()))?;
     let token = session::load_or_create_token(&config.data_dir)

@@ -38,8 +38,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config.validate()?;
             // Read the certificate and key too: a bad file should stop
             // `ExecStartPre=… validate-config`, not the first handshake.
-            if let Some(files) = config.tls_files()? {
-                files.load()?;
+            match config.tls_files()? {
+                Some(files) => {
+                    files.load()?;
+                }
+                None if !config.listen.ip().is_loopback() => {
+                    eprintln!("warning: {}", commands::serve::CLEARTEXT_WARNING);
+                }
+                None => {}
             }
             eprintln!("configuration is valid");
             Ok(())

@@ -224,3 +224,46 @@ async fn a_plain_http_coordinator_survives_a_reload() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     health_trusting(&c.url, None).await.expect("still serving after SIGHUP");
 }
+
+#[test]
+fn plain_http_beyond_loopback_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("coordinator.toml");
+    let validate_coordinator = |text: &str| {
+        std::fs::write(&config, text).expect("config");
+        let out = Command::new(binary("kiln-coordinator"))
+            .arg("--config")
+            .arg(&config)
+            .arg("validate-config")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let data = format!("data_dir = {:?}\n", dir.path().join("data"));
+    let warned = validate_coordinator(&format!("{data}listen = \"0.0.0.0:8080\"\n"));
+    assert!(warned.contains("without TLS") && warned.contains("tls_certificate"), "{warned}");
+    assert!(!validate_coordinator(&format!("{data}listen = \"127.0.0.1:8080\"\n")).contains("warning"));
+    let ca = TestCa::new("kiln-lab-ca");
+    let files = ca.issue("coordinator");
+    let with_tls = format!(
+        "{data}listen = \"0.0.0.0:8443\"\ntls_certificate = {:?}\ntls_private_key = {:?}\n",
+        files.certificate, files.private_key
+    );
+    assert!(!validate_coordinator(&with_tls).contains("warning"));
+
+    let validate_agent = |url: &str| {
+        let out = Command::new(binary("kiln-agent"))
+            .args(["--coordinator", url, "--name", "w", "--data-dir"])
+            .arg(dir.path().join("agent"))
+            .arg("validate-config")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = validate_agent("http://kiln.example:8080");
+    assert!(warned.contains("travel unencrypted") && warned.contains("https://"), "{warned}");
+    assert!(!validate_agent("https://kiln.example:8443").contains("warning"));
+    assert!(!validate_agent("http://127.0.0.1:8080").contains("warning"));
+}

@@ -44,6 +44,9 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
     let state = server::open_state(config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "kiln-coordinator listening");
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "{CLEARTEXT_WARNING}");
+    }
     // Scripts and tests read the bound address (port 0 picks one) from here.
     let mut out = std::io::stdout();
     writeln!(out, "kiln-coordinator listening on {scheme}://{addr}")?;
@@ -85,6 +88,10 @@ pub async fn run(mut config: CoordinatorConfig, args: ServeArgs) -> anyhow::Resu
         }
     }
 }
+
+/// Said when the API is reachable from other hosts without TLS.
+pub const CLEARTEXT_WARNING: &str = "listening beyond loopback without TLS: tokens and task data travel unencrypted; \
+     set tls_certificate and tls_private_key (docs/configuration.md#https)";
 
 /// How long open requests may delay the end of a graceful shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
