@@ -84,7 +84,10 @@ impl CliError {
                 CliError::Client { message, code, kind }
             }
             ClientError::Transport { url, source } => CliError::Client {
-                message: format!("cannot reach the coordinator at {url}: {}{}", root_cause(&source), tls_hint(&source)),
+                message: {
+                    let cause = root_cause(&source);
+                    format!("cannot reach the coordinator at {url}: {cause}{}", tls_hint(&cause))
+                },
                 code: code::UNAVAILABLE,
                 kind: "unreachable",
             },
@@ -120,11 +123,10 @@ fn describe_status(status: StatusCode, error: &str, message: &str, has_token: bo
     }
 }
 
-/// The innermost cause of an error chain: for transport errors this is the
-/// part a person can act on ("Connection refused (os error 111)").
-/// What to do when the coordinator's certificate is not trusted.
-fn tls_hint(err: &(dyn std::error::Error + 'static)) -> &'static str {
-    if root_cause(err).contains("certificate") {
+/// What to do when the coordinator's certificate is not trusted, given
+/// the transport error's innermost cause.
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("certificate") {
         " (if the coordinator uses its own CA, trust it with --ca-certificate FILE, KILN_CA_CERTIFICATE or \
          ca_certificate in the config file)"
     } else {
@@ -132,6 +134,8 @@ fn tls_hint(err: &(dyn std::error::Error + 'static)) -> &'static str {
     }
 }
 
+/// The innermost cause of an error chain: for transport errors this is the
+/// part a person can act on ("Connection refused (os error 111)").
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(next) = cause.source() {
