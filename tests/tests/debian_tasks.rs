@@ -288,6 +288,9 @@ async fn an_aborted_build_stops_every_process_of_its_tool() {
         .expect("sbuild is setting up its chroot");
     let task_dir = agent.data_dir.path().join("tasks").display().to_string();
     assert!(!processes_mentioning(&task_dir).is_empty(), "sbuild runs from the task directory");
+    let scratch = scratch_dir_of(&agent.data_dir.path().join("tasks"), wr.id);
+    let unpacked = std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
+    assert!(unpacked > 0, "sbuild unpacks its chroot under the task's TMPDIR {}", scratch.display());
     user.work_request_action(wr.id, "abort").await.expect("abort");
     let wr = kiln_tests::debian::finished(&user, wr.id, Duration::from_secs(30)).await;
     assert_eq!(wr.status, kiln_shared::WorkStatus::Aborted);
@@ -297,4 +300,21 @@ async fn an_aborted_build_stops_every_process_of_its_tool() {
     })
     .await;
     assert!(left.is_some(), "processes left behind: {:?}\n{}", processes_mentioning(&task_dir), agent.log());
+    // A killed sbuild cannot remove its unpacked chroot; the task's shim does.
+    let gone = wait_for(Duration::from_secs(15), || async { (!scratch.exists()).then_some(()) }).await;
+    assert!(gone.is_some(), "the aborted build's temporary files are left in {}\n{}", scratch.display(), agent.log());
+}
+
+/// The tool's `TMPDIR`, as the agent wrote it in the task's `task.json`
+/// (`tasks/<id>-<attempt>/`).
+fn scratch_dir_of(tasks: &std::path::Path, id: i64) -> std::path::PathBuf {
+    let prefix = format!("{id}-");
+    let task_dir = std::fs::read_dir(tasks)
+        .expect("tasks directory")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no task directory for {id} in {}", tasks.display()));
+    let spec = std::fs::read(task_dir.path().join("task.json")).expect("task.json");
+    let spec: Value = serde_json::from_slice(&spec).expect("task.json is JSON");
+    spec["host"]["tmp"].as_str().map(std::path::PathBuf::from).unwrap_or_else(|| panic!("no host.tmp in {spec}"))
 }

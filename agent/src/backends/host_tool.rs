@@ -32,6 +32,34 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct HostTask {
     /// The working directory (inside the task directory).
     pub cwd: PathBuf,
+    /// The tool's `TMPDIR`, removed when the task ends. sbuild, mmdebstrap
+    /// and autopkgtest unpack whole systems there and cannot clean up when
+    /// they are killed (abort, timeout): without this an aborted build left
+    /// its ~400 MB chroot in /tmp for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<PathBuf>,
+}
+
+/// Where the tool of the task in `task_dir` keeps its temporary files: in
+/// the host's temporary directory (world-traversable, which the tools'
+/// unprivileged user namespaces need) under a name unique to the task.
+pub fn scratch_dir(task_dir: &Path) -> PathBuf {
+    std::env::temp_dir().join(format!("kiln-tool-{}", crate::supervisor::shim::cgroup_name(task_dir)))
+}
+
+/// Create the scratch directory afresh: owned by the agent, others may only
+/// traverse it (the tools' user namespaces map root to another uid).
+pub fn create_scratch_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    remove_scratch_dir(path)?;
+    std::fs::DirBuilder::new().mode(0o711).create(path)
+}
+
+fn remove_scratch_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 pub struct HostTool;
@@ -83,25 +111,33 @@ impl Backend for HostTool {
                 log.kiln(&format!("warning: failed to remove the tool's cgroup: {e}"));
             }
         }
+        if let Some(tmp) = &host.tmp {
+            if let Err(e) = remove_scratch_dir(tmp) {
+                log.kiln(&format!("warning: failed to remove the tool's temporary files {}: {e}", tmp.display()));
+            }
+        }
         outcome
     }
 
     fn cleanup(&self, dir: &TaskDir) -> Vec<String> {
         let layout = cgroup::detect(Path::new("/proc"), Path::new("/sys"));
         let name = crate::supervisor::shim::cgroup_name(&dir.path);
-        match TaskCgroup::open(&layout, &name) {
-            Ok(cg) => {
-                let mut problems = Vec::new();
-                if let Err(e) = cg.kill_all() {
-                    problems.push(e.to_string());
-                }
-                if let Err(e) = cg.remove() {
-                    problems.push(e.to_string());
-                }
-                problems
+        let mut problems = Vec::new();
+        if let Ok(cg) = TaskCgroup::open(&layout, &name) {
+            if let Err(e) = cg.kill_all() {
+                problems.push(e.to_string());
             }
-            Err(_) => Vec::new(),
+            if let Err(e) = cg.remove() {
+                problems.push(e.to_string());
+            }
         }
+        let tmp = TaskSpec::load(dir).ok().flatten().and_then(|s| s.host).and_then(|h| h.tmp);
+        if let Some(tmp) = tmp {
+            if let Err(e) = remove_scratch_dir(&tmp) {
+                problems.push(format!("failed to remove {}: {e}", tmp.display()));
+            }
+        }
+        problems
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Paths {
     pub codename: Option<String>,
 }
 
+/// sbuild's extra configuration file, in the task's home directory.
+pub const SBUILD_CONFIG_FILE: &str = "sbuild.conf";
+
 /// A word that may go on a command line or into a sources line.
 fn word_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 200 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-~/:".contains(c))
@@ -190,6 +193,21 @@ impl Job {
         }
     }
 
+    /// The configuration file the job's tool reads ([`SBUILD_CONFIG_FILE`]),
+    /// if it needs one: bookworm's sbuild ignores `TMPDIR` and unpacks its
+    /// chroot where `$unshare_tmpdir_template` says (/tmp by default), so
+    /// this points it at the task's own temporary directory `tmp`.
+    pub fn config_file(&self, tmp: &Path) -> Option<String> {
+        match self {
+            Job::Sbuild { .. } => {
+                let template = tmp.join("tmp.sbuild.XXXXXXXXXX").display().to_string();
+                let quoted = template.replace('\\', "\\\\").replace('\'', "\\'");
+                Some(format!("# Written by kiln-agent for this task.\n$unshare_tmpdir_template = '{quoted}';\n1;\n"))
+            }
+            _ => None,
+        }
+    }
+
     /// `(source package, binary packages)` to fetch.
     pub fn inputs(&self) -> (Option<i64>, Vec<i64>) {
         match self {
@@ -205,7 +223,7 @@ impl Job {
         let path = |p: &Path| p.display().to_string();
         let need_tarball = || p.tarball.as_deref().map(path).ok_or("the environment tarball is missing");
         let need_dsc = || p.dsc.as_deref().ok_or("the source package has no .dsc");
-        let env = vec![("KILN_OUTPUT".to_owned(), path(&p.output))];
+        let mut env = vec![("KILN_OUTPUT".to_owned(), path(&p.output))];
         let argv = match self {
             Job::Mmdebstrap { architecture, variant, extra_packages, repositories } => {
                 let mut argv = vec![
@@ -231,6 +249,7 @@ impl Job {
                 argv
             }
             Job::Sbuild { host_architecture, any, all, .. } => {
+                env.push(("SBUILD_CONFIG".to_owned(), path(&p.home.join(SBUILD_CONFIG_FILE))));
                 let flag = |on: bool, what: &str| if on { format!("--{what}") } else { format!("--no-{what}") };
                 vec![
                     "sbuild".to_owned(),
@@ -327,5 +346,24 @@ mod tests {
             Job::Sbuild { source: 3, environment: 4, host_architecture: "amd64".into(), any: false, all: true }
         );
         assert!(Job::parse("lintian", &map(json!({"input": {}, "environment": 1}))).is_err());
+    }
+
+    #[test]
+    fn sbuild_is_told_to_unpack_under_the_tasks_temporary_directory() {
+        let job = Job::Sbuild { source: 1, environment: 2, host_architecture: "amd64".into(), any: true, all: false };
+        let tmp = Path::new("/tmp/kiln-tool-it's \\ odd");
+        let config = job.config_file(tmp).expect("sbuild has a config file");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(SBUILD_CONFIG_FILE);
+        std::fs::write(&file, config).expect("write");
+        // sbuild evaluates the file as Perl: read it back the same way.
+        let out = std::process::Command::new("perl")
+            .args(["-e", "our $unshare_tmpdir_template; do $ARGV[0] or die $@; print $unshare_tmpdir_template"])
+            .arg(&file)
+            .output()
+            .expect("perl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/tmp/kiln-tool-it's \\ odd/tmp.sbuild.XXXXXXXXXX");
+        assert_eq!(Job::ExtractTestRestrictions { source: 1 }.config_file(tmp), None);
     }
 }

@@ -18,7 +18,7 @@ mod tools;
 
 pub use tools::{advertise, TASKS};
 
-use crate::backends::host_tool::{HostTask, HOST_TOOL};
+use crate::backends::host_tool::{create_scratch_dir, scratch_dir, HostTask, HOST_TOOL};
 use crate::backends::spec::{TaskSpec, TASK_SPEC_VERSION};
 use crate::daemon::task::TaskError;
 use crate::daemon::Context;
@@ -91,12 +91,18 @@ pub async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, Optio
         debs: fetched.debs.clone(),
         codename,
     };
+    let scratch = scratch_dir(&dir.path);
+    create_scratch_dir(&scratch).map_err(io("create the tool's temporary directory"))?;
+    if let Some(config) = job.config_file(&scratch) {
+        std::fs::write(home.join(jobs::SBUILD_CONFIG_FILE), config).map_err(io("write the tool's configuration"))?;
+    }
     let (args, extra_env) = job.command(&paths).map_err(|m| TaskError::new("invalid-task", m))?;
     let mut env = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
         format!("HOME={}", home.display()),
         "LANG=C.UTF-8".to_owned(),
         "DEBIAN_FRONTEND=noninteractive".to_owned(),
+        format!("TMPDIR={}", scratch.display()),
     ];
     env.extend(extra_env.into_iter().map(|(k, v)| format!("{k}={v}")));
     let timeout = wr.task_data.get("timeout").and_then(Value::as_u64).unwrap_or(ctx.config.default_timeout);
@@ -116,7 +122,7 @@ pub async fn start(ctx: &Context, wr: &WorkRequest) -> Result<(TaskRecord, Optio
         notice: None,
         incus: None,
         qemu: None,
-        host: Some(HostTask { cwd: work }),
+        host: Some(HostTask { cwd: work, tmp: Some(scratch) }),
     };
     spec.save(&dir).map_err(|e| TaskError::new("sandbox-spec", e.to_string()))?;
     let sha256 = lease.as_ref().map(|l| l.sha256.clone());
